@@ -1,0 +1,48 @@
+"""The executor interface. Executors never decide states: they run workloads and report
+events; the loop reads the outcome from the store."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler.store.commands import Workload
+
+
+@dataclass(frozen=True)
+class ExecutorEvent:
+    """``kind`` is "done" (the attempt ended; its outcome is in the store) or "lost" (the
+    worker holding it died, so the attempt may have recorded nothing)."""
+
+    kind: str
+    ti_id: int
+    try_number: int
+
+
+class Executor(ABC):
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def queue_workload(self, workload: Workload) -> None:
+        """Hand over a workload. Callers must not queue more than :meth:`free_slots`."""
+
+    @abstractmethod
+    def free_slots(self) -> int: ...
+
+    @abstractmethod
+    def wait(self, timeout: float, extra: Sequence[Any] = ()) -> list[Any]:
+        """Block until an attempt ends, one of ``extra`` (objects with ``fileno()``) is
+        readable, or ``timeout`` seconds pass. Returns the readable ``extra`` objects."""
+
+    @abstractmethod
+    def drain_events(self) -> list[ExecutorEvent]: ...
+
+    @abstractmethod
+    def running(self) -> set[int]:
+        """Task instance ids this executor holds now."""
+
+    @abstractmethod
+    def stop(self, graceful: bool = True) -> None: ...

@@ -1,0 +1,159 @@
+"""LocalExecutor: a pool of long-lived worker processes on this machine.
+
+Each worker process takes one workload at a time over its pipe and runs it through
+:func:`scheduler.worker.supervise` (a child process per attempt). Workers keep the DAG versions
+they have loaded, so the per-task cost is a fork, not an import. A worker whose scheduler died
+finishes the attempt it holds and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, Pipe, wait
+from typing import Any
+
+from scheduler.config import Settings
+from scheduler.executors.base import Executor, ExecutorEvent
+from scheduler.store.commands import Workload
+
+log = logging.getLogger("headwater.executor")
+
+
+def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
+    from scheduler.store.db import make_engine
+    from scheduler.worker import DagCache, supervise
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when we stop
+    stopping = False
+
+    def _on_term(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _on_term)
+    engine = make_engine(settings.sql_alchemy_conn)
+    dags = DagCache(engine, settings)
+    while not stopping:
+        try:
+            if not conn.poll(1.0):
+                if os.getppid() != parent_pid:
+                    break  # orphaned: the scheduler is gone
+                continue
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message is None:
+            break
+        workload = Workload.from_dict(message)
+        try:
+            supervise(workload, settings=settings, engine=engine, dags=dags)
+        except Exception:  # noqa: BLE001 - report it and stay available
+            log.exception("worker failed to supervise %s", workload)
+        try:
+            conn.send(("done", workload.ti_id, workload.try_number))
+        except (BrokenPipeError, OSError):
+            break
+
+
+class LocalExecutor(Executor):
+    def __init__(self, settings: Settings, parallelism: int | None = None) -> None:
+        self.settings = settings
+        self.parallelism = max(1, parallelism or settings.parallelism)
+        self._pids: dict[Connection, int] = {}
+        self._idle: list[Connection] = []
+        self._busy: dict[Connection, Workload] = {}
+        self._events: list[ExecutorEvent] = []
+
+    def start(self) -> None:
+        for _ in range(self.parallelism):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        parent_conn, child_conn = Pipe(duplex=True)
+        parent_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                parent_conn.close()
+                _worker_main(child_conn, self.settings, parent_pid)
+            except BaseException:  # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        child_conn.close()
+        self._pids[parent_conn] = pid
+        self._idle.append(parent_conn)
+
+    def free_slots(self) -> int:
+        return len(self._idle)
+
+    def running(self) -> set[int]:
+        return {w.ti_id for w in self._busy.values()}
+
+    def queue_workload(self, workload: Workload) -> None:
+        if not self._idle:
+            raise RuntimeError("no free worker; the loop queued more than free_slots()")
+        conn = self._idle.pop()
+        self._busy[conn] = workload
+        conn.send(workload.to_dict())
+
+    def wait(self, timeout: float, extra: Sequence[Any] = ()) -> list[Any]:
+        ready = wait([*self._busy, *extra], timeout=max(0.0, timeout))
+        woken = []
+        for obj in ready:
+            if obj in self._busy:
+                self._collect(obj)  # type: ignore[arg-type]
+            else:
+                woken.append(obj)
+        return woken
+
+    def _collect(self, conn: Connection) -> None:
+        workload = self._busy.pop(conn)
+        try:
+            kind, ti_id, try_number = conn.recv()
+            self._events.append(ExecutorEvent(kind, ti_id, try_number))
+            self._idle.append(conn)
+        except (EOFError, OSError):
+            log.error("worker process %s died holding task instance %s",
+                      self._pids.get(conn), workload.ti_id)
+            self._events.append(ExecutorEvent("lost", workload.ti_id, workload.try_number))
+            pid = self._pids.pop(conn)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            conn.close()
+            self._spawn()
+
+    def drain_events(self) -> list[ExecutorEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop the workers. Graceful: let each finish the attempt it holds (they record their
+        own outcome); otherwise kill them, and their attempts become zombies to retry."""
+        for conn, pid in self._pids.items():
+            with contextlib.suppress(OSError):
+                if graceful:
+                    conn.send(None)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + (3600 if graceful else 5)
+        for pid in self._pids.values():
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if done:
+                    break
+                time.sleep(0.01)
+        for conn in self._pids:
+            conn.close()
+        self._pids.clear()
+        self._idle.clear()
+        self._busy.clear()

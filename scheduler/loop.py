@@ -1,0 +1,516 @@
+"""The scheduling loop: the I/O shell around :mod:`scheduler.core.decisions`.
+
+One :meth:`Scheduler.step` creates the runs schedules owe, starts queued runs within
+``max_active_runs``, moves task instances along their trigger rules, finishes runs, queues ready
+task instances within every limit, and deals with dead workers. Between steps the loop blocks in
+:meth:`Executor.wait`, which returns as soon as an attempt ends, a trigger or a parse wakes it,
+or the next timed event is due: there is no fixed tick on the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection, Pipe
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scheduler.config import Settings
+from scheduler.core.decisions import (
+    Candidate,
+    TIView,
+    pick_tasks_to_queue,
+    run_outcome,
+    schedulable,
+)
+from scheduler.core.serialized import SerializedDag
+from scheduler.core.states import FINISHED_TASK_STATES, RunState, TaskState
+from scheduler.core.timetable import DataInterval
+from scheduler.executors.base import Executor
+from scheduler.store import commands
+from scheduler.store import dags as dag_store
+from scheduler.store.db import session_scope
+from scheduler.store.models import DagModel, DagRun, DagVersion, Job, Pool, TaskInstance
+from scheduler.wakeup import WakeupSocket
+
+log = logging.getLogger("headwater.scheduler")
+HOSTNAME = socket.gethostname()
+#: The loop looks at the store at least this often, for changes nobody woke it for.
+IDLE_WAKE_SECONDS = 1.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StepResult:
+    created: int = 0
+    queued: int = 0
+    finished_runs: int = 0
+    next_wake: float = IDLE_WAKE_SECONDS
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _processor_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
+    """The DAG processor: re-parse the DAGs folder every ``dag_dir_list_interval``."""
+    from scheduler.parsing.processor import parse_dags_folder
+    from scheduler.store.db import make_engine
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    engine = make_engine(settings.sql_alchemy_conn)
+    while os.getppid() == parent_pid:
+        try:
+            report = parse_dags_folder(engine, settings)
+            if report.changed:
+                conn.send(len(report.parsed) + len(report.removed))
+            for fileloc, error in report.errors.items():
+                log.warning("import error in %s: %s", fileloc, error)
+        except Exception:  # noqa: BLE001 - keep parsing; the next round may succeed
+            log.exception("parsing the DAGs folder failed")
+        if conn.poll(settings.dag_dir_list_interval):
+            try:
+                if conn.recv() is None:
+                    break
+            except EOFError:
+                break
+
+
+class Scheduler:
+    """The loop. ``run_pks`` restricts it to some runs (``dags test``, backfill); such a
+    scheduler creates no scheduled runs and parses nothing."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        executor: Executor,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        run_pks: Collection[int] | None = None,
+        parse: bool = True,
+        job_kind: str = "scheduler",
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.executor = executor
+        self.clock = clock
+        self.run_pks = set(run_pks) if run_pks is not None else None
+        self.parse = parse and run_pks is None
+        self.job_kind = job_kind
+        self.job_id: int | None = None
+        self._versions: dict[int, SerializedDag] = {}
+        self._stop = False
+        self._processor: tuple[int, Connection] | None = None
+        self._wakeup: WakeupSocket | None = None
+        self._last_housekeeping = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            job = Job(kind=self.job_kind, hostname=HOSTNAME, pid=os.getpid(), state="running",
+                      start_date=now, latest_heartbeat=now)
+            session.add(job)
+            session.flush()
+            self.job_id = job.id
+        self.executor.start()
+        if self.run_pks is None:
+            self._wakeup = WakeupSocket(self.settings.home)
+        if self.parse:
+            self._start_processor()
+        self._housekeeping(now, force=True)
+
+    def _start_processor(self) -> None:
+        parent, child = Pipe(duplex=True)
+        parent_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                parent.close()
+                _processor_main(child, self.settings, parent_pid)
+            except BaseException:  # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        child.close()
+        self._processor = (pid, parent)
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def stop(self, graceful: bool = True) -> None:
+        if self._processor:
+            pid, conn = self._processor
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self._processor = None
+        self.executor.stop(graceful=graceful)
+        if self._wakeup:
+            self._wakeup.close()
+        if self.job_id is not None:
+            with session_scope(self.engine) as session:
+                job = session.get(Job, self.job_id)
+                if job:
+                    job.state, job.end_date = "stopped", self.clock()
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Run steps until stopped (SIGTERM/SIGINT, or ``until()`` turns true)."""
+        while not self._stop:
+            result = self.step()
+            if until is not None and until():
+                break
+            extra: list[Any] = []
+            if self._wakeup:
+                extra.append(self._wakeup)
+            if self._processor:
+                extra.append(self._processor[1])
+            woken = self.executor.wait(result.next_wake, extra)
+            for obj in woken:
+                if obj is self._wakeup:
+                    self._wakeup.drain()
+                elif self._processor and obj is self._processor[1]:
+                    try:
+                        obj.recv()
+                    except EOFError:
+                        log.error("the DAG processor died; restarting it")
+                        self._processor = None
+                        self._start_processor()
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def step(self) -> StepResult:
+        now = self.clock()
+        result = StepResult()
+        self._handle_executor_events(now)
+        if self.run_pks is None:
+            result.created, due = self._create_scheduled_runs(now)
+            if due is not None:
+                result.next_wake = min(result.next_wake, max(0.0, (due - now).total_seconds()))
+        self._start_queued_runs(now)
+        retry_due = self._schedule(now, result)
+        if retry_due is not None:
+            result.next_wake = min(result.next_wake, max(0.0, (retry_due - now).total_seconds()))
+        self._housekeeping(now)
+        return result
+
+    def version(self, session: Session, version_id: int) -> SerializedDag:
+        sdag = self._versions.get(version_id)
+        if sdag is None:
+            row = session.get(DagVersion, version_id)
+            assert row is not None, f"run pinned to missing version {version_id}"
+            sdag = SerializedDag.from_dict(row.serialized)
+            self._versions[version_id] = sdag
+        return sdag
+
+    def _create_scheduled_runs(self, now: datetime) -> tuple[int, datetime | None]:
+        created = 0
+        with session_scope(self.engine) as session:
+            due_dags = session.scalars(
+                select(DagModel).where(
+                    DagModel.is_active, ~DagModel.is_paused, DagModel.next_run_after <= now
+                )
+            ).all()
+            for dag in due_dags:
+                active = session.scalar(
+                    select(func.count()).where(
+                        DagRun.dag_id == dag.dag_id,
+                        DagRun.state.in_([RunState.QUEUED.value, RunState.RUNNING.value]),
+                        DagRun.run_type == "scheduled",
+                    )
+                ) or 0
+                if active >= dag.max_active_runs or dag.latest_version_id is None:
+                    continue
+                sdag = self.version(session, dag.latest_version_id)
+                assert dag.next_logical_date and dag.next_data_interval_start
+                assert dag.next_data_interval_end and dag.next_run_after
+                run_id = f"scheduled__{dag.next_logical_date.isoformat()}"
+                exists = session.scalar(
+                    select(func.count()).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)
+                )
+                if not exists:
+                    commands.create_run(
+                        session, dag=sdag, version_id=dag.latest_version_id, run_id=run_id,
+                        run_type="scheduled", logical_date=dag.next_logical_date,
+                        data_interval=DataInterval(dag.next_data_interval_start,
+                                                   dag.next_data_interval_end),
+                        run_after=dag.next_run_after, conf=None, now=now,
+                        actor=commands.SCHEDULER)
+                    created += 1
+                session.flush()
+                dag_store.refresh_next_run(session, dag, sdag, now=now)
+            next_due = session.scalar(
+                select(func.min(DagModel.next_run_after)).where(
+                    DagModel.is_active, ~DagModel.is_paused)
+            )
+        return created, next_due
+
+    def _run_filter(self) -> list[Any]:
+        clauses: list[Any] = []
+        if self.run_pks is not None:
+            clauses.append(DagRun.id.in_(self.run_pks))
+        else:
+            # Runs a live backfill drives itself are not ours.
+            clauses.append(
+                (DagRun.claimed_by_job_id.is_(None)) | (DagRun.claimed_by_job_id == self.job_id))
+        return clauses
+
+    def _start_queued_runs(self, now: datetime) -> None:
+        with session_scope(self.engine) as session:
+            queued = session.scalars(
+                select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter())
+                .order_by(DagRun.logical_date, DagRun.id)
+            ).all()
+            if not queued:
+                return
+            running = dict(
+                session.execute(
+                    select(DagRun.dag_id, func.count())
+                    .where(DagRun.state == RunState.RUNNING.value,
+                           DagRun.dag_id.in_({r.dag_id for r in queued}))
+                    .group_by(DagRun.dag_id)
+                ).all()
+            )
+            for run in queued:
+                limit = self.version(session, run.version_id).max_active_runs
+                if running.get(run.dag_id, 0) >= limit:
+                    continue
+                running[run.dag_id] = running.get(run.dag_id, 0) + 1
+                commands.set_run_state(session, run, RunState.RUNNING, now=now,
+                                       reason="started", actor=commands.SCHEDULER)
+
+    def _schedule(self, now: datetime, result: StepResult) -> datetime | None:
+        """Advance every running run; queue what is ready. Returns when a retry is next due."""
+        retry_due: datetime | None = None
+        workloads: list[commands.Workload] = []
+        with session_scope(self.engine) as session:
+            runs = session.scalars(
+                select(DagRun).where(DagRun.state == RunState.RUNNING.value, *self._run_filter())
+            ).all()
+            if not runs:
+                return None
+            run_by_pk = {r.id: r for r in runs}
+            tis_by_run: dict[int, list[TaskInstance]] = defaultdict(list)
+            for ti in session.scalars(
+                select(TaskInstance).where(TaskInstance.run_pk.in_(run_by_pk))
+            ):
+                tis_by_run[ti.run_pk].append(ti)
+
+            scheduled: list[TaskInstance] = []
+            for run in runs:
+                sdag = self.version(session, run.version_id)
+                tis = tis_by_run[run.id]
+                by_key = {(ti.task_id, ti.map_index): ti for ti in tis}
+                views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
+                                            ti.next_retry_at, ti.map_index) for ti in tis}
+                for tr in schedulable(sdag, views, now):
+                    ti = by_key[(tr.task_id, tr.map_index)]
+                    commands.set_task_state(session, ti, tr.to_state, now=now,
+                                            reason=tr.reason, actor=commands.SCHEDULER)
+                    views[ti.task_id] = TIView(ti.task_id, tr.to_state, ti.try_number,
+                                               ti.next_retry_at, ti.map_index)
+                if self._timed_out(run, sdag, now):
+                    self._fail_run_on_timeout(session, run, tis, sdag, now)
+                    result.finished_runs += 1
+                    continue
+                outcome = run_outcome(sdag, views)
+                if outcome is not None:
+                    commands.set_run_state(session, run, outcome, now=now,
+                                           reason="decided by its leaf tasks",
+                                           actor=commands.SCHEDULER)
+                    result.finished_runs += 1
+                    continue
+                for ti in tis:
+                    if ti.state == TaskState.SCHEDULED.value:
+                        scheduled.append(ti)
+                    elif ti.state == TaskState.UP_FOR_RETRY.value and ti.next_retry_at:
+                        if retry_due is None or ti.next_retry_at < retry_due:
+                            retry_due = ti.next_retry_at
+            if scheduled:
+                workloads = self._queue(session, scheduled, run_by_pk, now)
+                result.queued = len(workloads)
+        for workload in workloads:
+            self.executor.queue_workload(workload)
+        return retry_due
+
+    def _timed_out(self, run: DagRun, sdag: SerializedDag, now: datetime) -> bool:
+        return (sdag.dagrun_timeout is not None and run.start_date is not None
+                and now - run.start_date > sdag.dagrun_timeout)
+
+    def _fail_run_on_timeout(self, session: Session, run: DagRun, tis: list[TaskInstance],
+                             sdag: SerializedDag, now: datetime) -> None:
+        reason = f"dagrun_timeout of {sdag.dagrun_timeout} exceeded"
+        for ti in tis:
+            if TaskState(ti.state) not in FINISHED_TASK_STATES and ti.state != "running":
+                commands.set_task_state(session, ti, TaskState.SKIPPED, now=now, reason=reason,
+                                        actor=commands.SCHEDULER)
+        commands.set_run_state(session, run, RunState.FAILED, now=now, reason=reason,
+                               actor=commands.SCHEDULER)
+
+    def _queue(self, session: Session, scheduled: list[TaskInstance],
+               run_by_pk: dict[int, DagRun], now: datetime) -> list[commands.Workload]:
+        free = self.executor.free_slots()
+        if free <= 0:
+            return []
+        active = (TaskState.QUEUED.value, TaskState.RUNNING.value)
+        running_per_dag = dict(session.execute(
+            select(TaskInstance.dag_id, func.count()).where(TaskInstance.state.in_(active))
+            .group_by(TaskInstance.dag_id)).all())
+        used = dict(session.execute(
+            select(TaskInstance.pool, func.coalesce(func.sum(TaskInstance.pool_slots), 0))
+            .where(TaskInstance.state.in_(active)).group_by(TaskInstance.pool)).all())
+        pools = dict(session.execute(select(Pool.name, Pool.slots)).all())
+        pool_free = {name: slots - used.get(name, 0) for name, slots in pools.items()}
+        max_tasks: dict[str, int] = {}
+        candidates = []
+        for ti in scheduled:
+            run = run_by_pk[ti.run_pk]
+            sdag = self.version(session, run.version_id)
+            max_tasks[ti.dag_id] = sdag.max_active_tasks
+            candidates.append(Candidate(key=ti.id, dag_id=ti.dag_id, pool=ti.pool,
+                                        pool_slots=ti.pool_slots,
+                                        priority_weight=ti.priority_weight,
+                                        logical_date=run.logical_date))
+        chosen = {c.key for c in pick_tasks_to_queue(
+            candidates, free_slots=free, running_per_dag=running_per_dag,
+            max_active_tasks=max_tasks, pool_free=pool_free)}
+        to_queue = [ti for ti in scheduled if ti.id in chosen]
+        timeouts: dict[int, float | None] = {}
+        for ti in to_queue:
+            task = self.version(session, run_by_pk[ti.run_pk].version_id).task_dict.get(ti.task_id)
+            timeout = task.execution_timeout if task else None
+            timeouts[ti.id] = timeout.total_seconds() if timeout else None
+        return commands.queue_task_instances(
+            session, to_queue, version_id_of={pk: r.version_id for pk, r in run_by_pk.items()},
+            timeout_of=timeouts, job_id=self.job_id, now=now)
+
+    # -- failures of other parts -----------------------------------------------------------------
+
+    def _handle_executor_events(self, now: datetime) -> None:
+        lost = [e for e in self.executor.drain_events() if e.kind == "lost"]
+        if not lost:
+            return
+        with session_scope(self.engine) as session:
+            for event in lost:
+                ti = session.get(TaskInstance, event.ti_id)
+                if ti is None or ti.try_number != event.try_number:
+                    continue
+                self._recover(session, ti, now, "its worker process died")
+
+    def _recover(self, session: Session, ti: TaskInstance, now: datetime, why: str) -> None:
+        if ti.state == TaskState.QUEUED.value:
+            commands.requeue_lost(session, ti, now=now, reason=f"requeued: {why}")
+        elif ti.state == TaskState.RUNNING.value:
+            run = session.get(DagRun, ti.run_pk)
+            assert run is not None
+            task = self.version(session, run.version_id).task_dict.get(ti.task_id)
+            if task is not None:
+                commands.fail_zombie(session, ti, task, now=now, reason=f"zombie: {why}")
+
+    def _housekeeping(self, now: datetime, force: bool = False) -> None:
+        """Heartbeat this job; fail zombies; requeue what dead schedulers had queued."""
+        mono = time.monotonic()
+        if not force and mono - self._last_housekeeping < min(self.settings.heartbeat_interval, 5):
+            return
+        self._last_housekeeping = mono
+        stale_before = now - timedelta(seconds=self.settings.task_heartbeat_timeout)
+        with session_scope(self.engine) as session:
+            job = session.get(Job, self.job_id)
+            if job is not None:
+                job.latest_heartbeat = now
+            zombies = session.scalars(
+                select(TaskInstance).join(DagRun, DagRun.id == TaskInstance.run_pk).where(
+                    TaskInstance.state == TaskState.RUNNING.value,
+                    TaskInstance.heartbeat_at < stale_before, *self._run_filter())
+            ).all()
+            for ti in zombies:
+                self._recover(session, ti, now,
+                              f"no heartbeat for {self.settings.task_heartbeat_timeout:g} s")
+            dead_jobs = self._dead_jobs(session, now)
+            mine = self.executor.running()
+            orphans = session.scalars(
+                select(TaskInstance).join(DagRun, DagRun.id == TaskInstance.run_pk).where(
+                    TaskInstance.state == TaskState.QUEUED.value, *self._run_filter())
+            ).all()
+            for ti in orphans:
+                owner = ti.queued_by_job_id
+                if (owner in dead_jobs) or (owner == self.job_id and ti.id not in mine) or (
+                        owner is None):
+                    self._recover(session, ti, now, "the scheduler that queued it is gone")
+
+    def _dead_jobs(self, session: Session, now: datetime) -> set[int]:
+        stale_before = now - timedelta(seconds=self.settings.scheduler_heartbeat_timeout)
+        dead: set[int] = set()
+        for job in session.scalars(select(Job).where(Job.state == "running", Job.id != self.job_id)):
+            if job.latest_heartbeat < stale_before or (
+                    job.hostname == HOSTNAME and not _pid_alive(job.pid)):
+                job.state, job.end_date = "dead", now
+                dead.add(job.id)
+        dead.update(session.scalars(select(Job.id).where(Job.state.in_(["dead", "stopped"]))))
+        return dead
+
+
+def trigger_run(
+    session: Session,
+    *,
+    dag_id: str,
+    now: datetime,
+    conf: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    logical_date: datetime | None = None,
+    run_type: str = "manual",
+    actor: str = "cli",
+) -> DagRun:
+    """Create a manual run of the DAG's latest version. Raises LookupError / ValueError with a
+    message for the user when the DAG is unknown or the run id taken."""
+    from scheduler.core.timetable import make_timetable
+    from scheduler.errors import NotFound
+
+    dag = session.get(DagModel, dag_id)
+    if dag is None or dag.latest_version_id is None:
+        raise NotFound(f"DAG {dag_id!r} is not in the store; check `headwater dags list` "
+                       "(and its import errors)")
+    sdag = SerializedDag.from_dict(session.get(DagVersion, dag.latest_version_id).serialized)  # type: ignore[union-attr]
+    logical = logical_date or now
+    interval = make_timetable(sdag.schedule, sdag.timezone).manual_interval(logical)
+    run_id = run_id or f"{run_type}__{logical.isoformat()}"
+    try:
+        with session.begin_nested():
+            run = commands.create_run(
+                session, dag=sdag, version_id=dag.latest_version_id, run_id=run_id,
+                run_type=run_type, logical_date=logical, data_interval=interval, run_after=now,
+                conf=conf, now=now, actor=actor)
+    except IntegrityError:
+        raise ValueError(f"DAG {dag_id!r} already has a run with run_id {run_id!r}; pass "
+                         "another --run-id") from None
+    return run

@@ -1,0 +1,431 @@
+"""The only functions that change the state of a run or a task instance.
+
+Each takes the session explicitly (the caller owns the transaction) and appends an
+:class:`~scheduler.store.models.Event` for every state it changes, in that same transaction, so
+the event history and the current state can never disagree. Replaying a run's events from the
+first yields its stored state; ``tests/store`` checks it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.core.decisions import attempt_failed
+from scheduler.core.serialized import SerializedDag, SerializedTask
+from scheduler.core.states import (
+    FINISHED_TASK_STATES,
+    RunState,
+    TaskState,
+    check_run_transition,
+    check_task_transition,
+)
+from scheduler.core.timetable import DataInterval
+from scheduler.store.models import DagRun, Event, TaskAttempt, TaskInstance, XCom
+
+SCHEDULER = "scheduler"
+WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What crosses from the scheduler to a worker: identifiers only, never user objects."""
+
+    ti_id: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    version_id: int
+    claim: str
+    queue: str = "default"
+    execution_timeout: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Workload:
+        return cls(**d)
+
+
+def _task_event(
+    ti: TaskInstance, frm: str | None, to: str, *, now: datetime, reason: str | None, actor: str
+) -> Event:
+    return Event(
+        when=now,
+        kind="task",
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        run_pk=ti.run_pk,
+        ti_id=ti.id,
+        task_id=ti.task_id,
+        map_index=ti.map_index,
+        try_number=ti.try_number,
+        from_state=frm,
+        to_state=to,
+        reason=reason,
+        actor=actor,
+    )
+
+
+def set_run_state(
+    session: Session, run: DagRun, to: RunState, *, now: datetime, reason: str, actor: str
+) -> None:
+    """Move ``run`` to ``to`` (checked against the transition table) and record the event."""
+    frm = RunState(run.state)
+    if frm == to:
+        return
+    check_run_transition(frm, to)
+    run.state = to.value
+    if to == RunState.RUNNING and run.start_date is None:
+        run.start_date = now
+    if to in (RunState.SUCCESS, RunState.FAILED, RunState.COMPENSATED):
+        run.end_date = now
+    elif to in (RunState.QUEUED, RunState.RUNNING):
+        run.end_date = None
+    if to == RunState.QUEUED:
+        run.queued_at = now
+    session.add(
+        Event(
+            when=now,
+            kind="run",
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            run_pk=run.id,
+            from_state=frm.value,
+            to_state=to.value,
+            reason=reason,
+            actor=actor,
+        )
+    )
+
+
+def set_task_state(
+    session: Session,
+    ti: TaskInstance,
+    to: TaskState,
+    *,
+    now: datetime,
+    reason: str,
+    actor: str,
+) -> None:
+    """Move ``ti`` to ``to`` (checked against the transition table) and record the event.
+
+    Sets the bookkeeping that goes with the state: ``end_date``/``duration`` on a finished
+    state, a fresh slate on ``none`` (a clear).
+    """
+    frm = TaskState(ti.state)
+    if frm == to:
+        return
+    check_task_transition(frm, to)
+    ti.state = to.value
+    if to in FINISHED_TASK_STATES:
+        ti.end_date = now
+        if ti.start_date is not None and to in (TaskState.SUCCESS, TaskState.FAILED):
+            ti.duration = (now - ti.start_date).total_seconds()
+        ti.claim = None
+    elif to == TaskState.NONE:
+        ti.start_date = ti.end_date = ti.duration = ti.next_retry_at = None
+        ti.claim = None
+    session.add(_task_event(ti, frm.value, to.value, now=now, reason=reason, actor=actor))
+
+
+def create_run(
+    session: Session,
+    *,
+    dag: SerializedDag,
+    version_id: int,
+    run_id: str,
+    run_type: str,
+    logical_date: datetime,
+    data_interval: DataInterval | None,
+    run_after: datetime,
+    conf: Mapping[str, Any] | None,
+    now: datetime,
+    actor: str,
+) -> DagRun:
+    """Create a queued run pinned to ``version_id``, with one task instance per task."""
+    run = DagRun(
+        dag_id=dag.dag_id,
+        run_id=run_id,
+        run_type=run_type,
+        state=RunState.QUEUED.value,
+        logical_date=logical_date,
+        data_interval_start=data_interval.start if data_interval else None,
+        data_interval_end=data_interval.end if data_interval else None,
+        run_after=run_after,
+        conf=dict(conf or {}),
+        version_id=version_id,
+        queued_at=now,
+        created_at=now,
+    )
+    session.add(run)
+    session.flush()
+    session.add(
+        Event(
+            when=now,
+            kind="run",
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            run_pk=run.id,
+            from_state=None,
+            to_state=RunState.QUEUED.value,
+            reason=f"{run_type} run created",
+            actor=actor,
+        )
+    )
+    session.add_all(_new_task_instance(run, task) for task in dag.tasks)
+    return run
+
+
+def _new_task_instance(run: DagRun, task: SerializedTask) -> TaskInstance:
+    return TaskInstance(
+        run_pk=run.id,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        task_id=task.task_id,
+        map_index=-1,
+        state=TaskState.NONE.value,
+        try_number=0,
+        max_tries=task.retries,
+        operator=task.operator,
+        pool=task.pool,
+        pool_slots=task.pool_slots,
+        priority_weight=task.priority_weight,
+        queue=task.queue,
+    )
+
+
+def queue_task_instances(
+    session: Session,
+    tis: Sequence[TaskInstance],
+    *,
+    version_id_of: Mapping[int, int],
+    timeout_of: Mapping[int, float | None],
+    job_id: int | None,
+    now: datetime,
+) -> list[Workload]:
+    """Move scheduled task instances to ``queued``, starting their next try, and return the
+    workloads to hand to the executor. Each gets a fresh claim token."""
+    workloads = []
+    for ti in tis:
+        set_task_state(session, ti, TaskState.QUEUED, now=now, reason="queued", actor=SCHEDULER)
+        ti.try_number += 1
+        ti.claim = uuid.uuid4().hex
+        ti.queued_at = now
+        ti.queued_by_job_id = job_id
+        workloads.append(
+            Workload(
+                ti_id=ti.id,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                try_number=ti.try_number,
+                version_id=version_id_of[ti.run_pk],
+                claim=ti.claim,
+                queue=ti.queue,
+                execution_timeout=timeout_of.get(ti.id),
+            )
+        )
+    return workloads
+
+
+def requeue_lost(session: Session, ti: TaskInstance, *, now: datetime, reason: str) -> None:
+    """Give back a ``queued`` task instance whose workload never started (its scheduler or
+    executor died): back to ``scheduled``, the try it was about to start undone."""
+    set_task_state(session, ti, TaskState.SCHEDULED, now=now, reason=reason, actor=SCHEDULER)
+    ti.try_number = max(ti.try_number - 1, 0)
+    ti.claim = None
+    ti.queued_by_job_id = None
+
+
+def start_attempt(
+    session: Session,
+    *,
+    ti_id: int,
+    claim: str,
+    hostname: str,
+    pid: int,
+    log_path: str,
+    now: datetime,
+) -> TaskInstance | None:
+    """Claim the queued task instance for the worker holding ``claim`` and mark it running.
+
+    Returns None (and changes nothing) when the claim is stale: the task instance was requeued,
+    cleared or already started by someone else. The conditional UPDATE makes the claim atomic on
+    every backend.
+    """
+    claimed = session.execute(
+        update(TaskInstance)
+        .where(
+            TaskInstance.id == ti_id,
+            TaskInstance.state == TaskState.QUEUED.value,
+            TaskInstance.claim == claim,
+        )
+        .values(
+            state=TaskState.RUNNING.value,
+            start_date=now,
+            end_date=None,
+            duration=None,
+            heartbeat_at=now,
+            hostname=hostname,
+            pid=pid,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        return None
+    ti = session.get(TaskInstance, ti_id, populate_existing=True)
+    assert ti is not None
+    session.add(
+        _task_event(ti, TaskState.QUEUED.value, TaskState.RUNNING.value, now=now,
+                    reason=f"attempt {ti.try_number} started on {hostname}", actor=WORKER)
+    )
+    session.execute(delete(XCom).where(XCom.ti_id == ti_id))
+    session.add(
+        TaskAttempt(
+            ti_id=ti_id,
+            try_number=ti.try_number,
+            state=TaskState.RUNNING.value,
+            start_date=now,
+            hostname=hostname,
+            pid=pid,
+            log_path=log_path,
+        )
+    )
+    return ti
+
+
+def finish_attempt(
+    session: Session,
+    *,
+    ti_id: int,
+    try_number: int,
+    outcome: TaskState,
+    task: SerializedTask,
+    xcoms: Mapping[str, Any],
+    error: str | None,
+    now: datetime,
+    actor: str = WORKER,
+    jitter: float = 0.0,
+) -> TaskState | None:
+    """Record how an attempt ended, with its XComs, in one transaction.
+
+    ``outcome`` is SUCCESS, SKIPPED or FAILED; a failure becomes ``up_for_retry`` or
+    ``failed`` by the task's retry policy. Returns the task instance's new state, or None when
+    the attempt no longer owns it (it was cleared, or declared a zombie meanwhile).
+    """
+    ti = session.get(TaskInstance, ti_id, populate_existing=True)
+    if ti is None or ti.state != TaskState.RUNNING.value or ti.try_number != try_number:
+        return None
+    if outcome == TaskState.FAILED:
+        end = attempt_failed(task, _try_in_cycle(ti, task), now, error=error or "", jitter=jitter)
+        to, reason = end.state, end.reason
+        ti.next_retry_at = end.next_retry_at
+    else:
+        to = outcome
+        reason = "attempt succeeded" if outcome == TaskState.SUCCESS else (error or "skipped")
+        session.add_all(
+            XCom(
+                ti_id=ti.id,
+                run_pk=ti.run_pk,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                key=key,
+                value=value,
+                created_at=now,
+            )
+            for key, value in xcoms.items()
+        )
+    set_task_state(session, ti, to, now=now, reason=reason, actor=actor)
+    if to == TaskState.UP_FOR_RETRY:
+        ti.end_date = now
+        if ti.start_date is not None:
+            ti.duration = (now - ti.start_date).total_seconds()
+    session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == try_number)
+        .values(state=outcome.value, end_date=now, error=error)
+    )
+    return to
+
+
+def _try_in_cycle(ti: TaskInstance, task: SerializedTask) -> int:
+    """The try number counted from the last clear, which is what the retry policy reads."""
+    return ti.try_number - max(ti.max_tries - task.retries, 0)
+
+
+def heartbeat(session: Session, ti_id: int, try_number: int, now: datetime) -> bool:
+    """Record that the attempt is alive. False when it no longer owns the task instance."""
+    return (
+        session.execute(
+            update(TaskInstance)
+            .where(
+                TaskInstance.id == ti_id,
+                TaskInstance.try_number == try_number,
+                TaskInstance.state == TaskState.RUNNING.value,
+            )
+            .values(heartbeat_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+
+
+def fail_zombie(
+    session: Session, ti: TaskInstance, task: SerializedTask, *, now: datetime, reason: str
+) -> TaskState:
+    """A running task instance whose worker stopped heartbeating: end its attempt as failed
+    (the lost attempt counts as a try) and retry it if it has retries left."""
+    end = attempt_failed(task, _try_in_cycle(ti, task), now, error=reason)
+    ti.next_retry_at = end.next_retry_at
+    set_task_state(session, ti, end.state, now=now, reason=reason, actor=SCHEDULER)
+    if end.state == TaskState.UP_FOR_RETRY:
+        ti.end_date = now
+    session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.ti_id == ti.id, TaskAttempt.try_number == ti.try_number)
+        .values(state=TaskState.FAILED.value, end_date=now, error=reason)
+    )
+    return end.state
+
+
+def clear_task_instances(
+    session: Session,
+    run: DagRun,
+    tis: Iterable[TaskInstance],
+    dag: SerializedDag,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str = "cleared",
+) -> int:
+    """Reset task instances so the scheduler runs them again (as a new try), and put the run
+    back to ``queued`` if it had finished. Returns how many were cleared."""
+    count = 0
+    for ti in tis:
+        if ti.state == TaskState.NONE.value:
+            continue
+        set_task_state(session, ti, TaskState.NONE, now=now, reason=reason, actor=actor)
+        task = dag.task_dict.get(ti.task_id)
+        # A cleared task instance gets its full retries again, counted from its next try.
+        ti.max_tries = ti.try_number + (task.retries if task else 0)
+        count += 1
+    if count and run.state != RunState.QUEUED.value and run.state != RunState.RUNNING.value:
+        set_run_state(session, run, RunState.QUEUED, now=now, reason=reason, actor=actor)
+    return count
+
+
+def ti_by_id(session: Session, ti_id: int) -> TaskInstance | None:
+    return session.scalars(select(TaskInstance).where(TaskInstance.id == ti_id)).first()

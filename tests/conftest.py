@@ -1,0 +1,80 @@
+"""Shared fixtures: every test gets its own HEADWATER_HOME, settings passed in, not patched."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from scheduler.config import Settings, load_settings
+from scheduler.store.db import ensure_schema, make_engine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "plugins").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    """The environment a headwater process of this test runs with."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER")}
+    base.update({
+        "HEADWATER_HOME": str(home),
+        "HEADWATER__CORE__PARALLELISM": "4",
+        "HEADWATER__SCHEDULER__DAG_DIR_LIST_INTERVAL": "0.5",
+        "HEADWATER__SCHEDULER__HEARTBEAT_INTERVAL": "1",
+    })
+    return base
+
+
+@pytest.fixture
+def settings(home: Path, env: dict[str, str]) -> Settings:
+    return load_settings(home=home, env={k: v for k, v in env.items() if k.startswith("HEADWATER__")})
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = make_engine(settings.sql_alchemy_conn)
+    ensure_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def write_dag(home: Path) -> Callable[[str, str], Path]:
+    """Write a DAG file (dedented) into the test's DAGs folder; returns its path."""
+
+    def _write(name: str, source: str) -> Path:
+        path = home / "dags" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source).lstrip())
+        # Make sure a rewrite within the same mtime tick is still seen as a change.
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        return path
+
+    return _write
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

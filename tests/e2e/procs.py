@@ -1,0 +1,72 @@
+"""Starting real headwater processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HEADWATER = [sys.executable, "-m", "scheduler.cli"]
+
+
+def hw(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120
+       ) -> subprocess.CompletedProcess[str]:
+    """Run one headwater command to its end."""
+    proc = subprocess.run([*HEADWATER, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"headwater {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def hw_json(env: dict[str, str], *args: str) -> Any:
+    return json.loads(hw(env, *args, "--output", "json").stdout)
+
+
+class Service:
+    """A long-running headwater command (scheduler, standalone) in its own process group."""
+
+    def __init__(self, env: dict[str, str], *args: str, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([*HEADWATER, *args], env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill_scheduler_only(self) -> None:
+        """SIGKILL the main process only; its worker processes are left orphaned."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def kill_all(self) -> None:
+        """SIGKILL the whole process group: scheduler, workers, task processes."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the group
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._log.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
