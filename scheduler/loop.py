@@ -16,7 +16,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
@@ -52,6 +52,19 @@ IDLE_WAKE_SECONDS = 1.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class _Plan:
+    """What one step decided from its snapshot, to apply under the write lock."""
+
+    runs: dict[int, DagRun]
+    # (task instance id, the state it was seen in, new state, reason)
+    transitions: list[tuple[int, str, TaskState, str]] = field(default_factory=list)
+    # run pk -> the end it was seen to reach (None: its dagrun_timeout passed)
+    finishing: dict[int, RunState | None] = field(default_factory=dict)
+    queue: list[int] = field(default_factory=list)
+    retry_due: datetime | None = None
 
 
 @dataclass
@@ -163,6 +176,16 @@ class Scheduler:
         self._stop = True
 
     def stop(self, graceful: bool = True) -> None:
+        """Stop: hand back the task instances queued but not started, let running attempts
+        finish (graceful) or abandon them to the zombie check of the next scheduler."""
+        backlog = self.executor.take_backlog()
+        if backlog:
+            with session_scope(self.engine) as session:
+                for w in backlog:
+                    ti = session.get(TaskInstance, w.ti_id)
+                    if ti is not None and ti.state == TaskState.QUEUED.value and ti.claim == w.claim:
+                        commands.requeue_lost(session, ti, now=self.clock(),
+                                              reason="handed back: the scheduler stopped")
         if self._processor:
             pid, conn = self._processor
             try:
@@ -215,8 +238,9 @@ class Scheduler:
         self._handle_executor_events(now)
         if self.run_pks is None:
             result.created, due = self._create_scheduled_runs(now)
-            if due is not None:
-                result.next_wake = min(result.next_wake, max(0.0, (due - now).total_seconds()))
+            # A run still due now is held back by max_active_runs: the end of a run wakes us.
+            if due is not None and due > now:
+                result.next_wake = min(result.next_wake, (due - now).total_seconds())
         self._start_queued_runs(now)
         retry_due = self._schedule(now, result)
         if retry_due is not None:
@@ -235,6 +259,14 @@ class Scheduler:
 
     def _create_scheduled_runs(self, now: datetime) -> tuple[int, datetime | None]:
         created = 0
+        # Look first without the write lock: most steps have nothing due.
+        with session_scope(self.engine, readonly=True) as session:
+            next_due = session.scalar(
+                select(func.min(DagModel.next_run_after)).where(
+                    DagModel.is_active, ~DagModel.is_paused)
+            )
+        if next_due is None or next_due > now:
+            return 0, next_due
         with session_scope(self.engine) as session:
             due_dags = session.scalars(
                 select(DagModel).where(
@@ -286,6 +318,10 @@ class Scheduler:
         return clauses
 
     def _start_queued_runs(self, now: datetime) -> None:
+        with session_scope(self.engine, readonly=True) as session:
+            if session.scalar(select(DagRun.id).where(
+                    DagRun.state == RunState.QUEUED.value, *self._run_filter()).limit(1)) is None:
+                return
         with session_scope(self.engine) as session:
             queued = session.scalars(
                 select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter())
@@ -310,58 +346,112 @@ class Scheduler:
                                        reason="started", actor=commands.SCHEDULER)
 
     def _schedule(self, now: datetime, result: StepResult) -> datetime | None:
-        """Advance every running run; queue what is ready. Returns when a retry is next due."""
-        retry_due: datetime | None = None
-        workloads: list[commands.Workload] = []
-        with session_scope(self.engine) as session:
-            runs = session.scalars(
-                select(DagRun).where(DagRun.state == RunState.RUNNING.value, *self._run_filter())
-            ).all()
-            if not runs:
-                return None
-            run_by_pk = {r.id: r for r in runs}
-            tis_by_run: dict[int, list[TaskInstance]] = defaultdict(list)
-            for ti in session.scalars(
-                select(TaskInstance).where(TaskInstance.run_pk.in_(run_by_pk))
-            ):
-                tis_by_run[ti.run_pk].append(ti)
+        """Advance every running run; queue what is ready. Returns when a retry is next due.
 
-            scheduled: list[TaskInstance] = []
-            for run in runs:
-                sdag = self.version(session, run.version_id)
-                tis = tis_by_run[run.id]
-                by_key = {(ti.task_id, ti.map_index): ti for ti in tis}
-                views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
-                                            ti.next_retry_at, ti.map_index) for ti in tis}
-                for tr in schedulable(sdag, views, now):
-                    ti = by_key[(tr.task_id, tr.map_index)]
-                    commands.set_task_state(session, ti, tr.to_state, now=now,
-                                            reason=tr.reason, actor=commands.SCHEDULER)
-                    views[ti.task_id] = TIView(ti.task_id, tr.to_state, ti.try_number,
-                                               ti.next_retry_at, ti.map_index)
-                if self._timed_out(run, sdag, now):
-                    self._fail_run_on_timeout(session, run, tis, sdag, now)
-                    result.finished_runs += 1
-                    continue
-                outcome = run_outcome(sdag, views)
-                if outcome is not None:
-                    commands.set_run_state(session, run, outcome, now=now,
-                                           reason="decided by its leaf tasks",
-                                           actor=commands.SCHEDULER)
-                    result.finished_runs += 1
-                    continue
-                for ti in tis:
-                    if ti.state == TaskState.SCHEDULED.value:
-                        scheduled.append(ti)
-                    elif ti.state == TaskState.UP_FOR_RETRY.value and ti.next_retry_at:
-                        if retry_due is None or ti.next_retry_at < retry_due:
-                            retry_due = ti.next_retry_at
-            if scheduled:
-                workloads = self._queue(session, scheduled, run_by_pk, now)
-                result.queued = len(workloads)
-        for workload in workloads:
-            self.executor.queue_workload(workload)
-        return retry_due
+        Decisions are made from a read-only snapshot, so a step with nothing to change never
+        takes the write lock (on SQLite, workers recording their outcomes hold it often). The
+        changes are then applied in one write transaction that re-checks every row it changes
+        against the state the decision was made on; a row that moved meanwhile is left for the
+        next step.
+        """
+        with session_scope(self.engine, readonly=True) as session:
+            plan = self._plan(session, now)
+        if plan is None:
+            return None
+        if plan.transitions or plan.finishing or plan.queue:
+            with session_scope(self.engine) as session:
+                workloads = self._apply(session, plan, now, result)
+            for workload in workloads:
+                self.executor.queue_workload(workload)
+        return plan.retry_due
+
+    def _plan(self, session: Session, now: datetime) -> _Plan | None:
+        runs = session.scalars(
+            select(DagRun).where(DagRun.state == RunState.RUNNING.value, *self._run_filter())
+        ).all()
+        if not runs:
+            return None
+        plan = _Plan(runs={r.id: r for r in runs})
+        tis_by_run: dict[int, list[TaskInstance]] = defaultdict(list)
+        for ti in session.scalars(select(TaskInstance).where(TaskInstance.run_pk.in_(plan.runs))):
+            tis_by_run[ti.run_pk].append(ti)
+        scheduled: list[TaskInstance] = []
+        for run in runs:
+            sdag = self.version(session, run.version_id)
+            tis = tis_by_run[run.id]
+            by_key = {(ti.task_id, ti.map_index): ti for ti in tis}
+            views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
+                                        ti.next_retry_at, ti.map_index) for ti in tis}
+            for tr in schedulable(sdag, views, now):
+                ti = by_key[(tr.task_id, tr.map_index)]
+                plan.transitions.append((ti.id, ti.state, tr.to_state, tr.reason))
+                views[ti.task_id] = TIView(ti.task_id, tr.to_state, ti.try_number,
+                                           ti.next_retry_at, ti.map_index)
+                if tr.to_state == TaskState.SCHEDULED:
+                    scheduled.append(ti)
+            if self._timed_out(run, sdag, now):
+                plan.finishing[run.id] = None
+                continue
+            if run_outcome(sdag, views) is not None:
+                plan.finishing[run.id] = run_outcome(sdag, views)
+                continue
+            for ti in tis:
+                if ti.state == TaskState.SCHEDULED.value:
+                    scheduled.append(ti)
+                elif ti.state == TaskState.UP_FOR_RETRY.value and ti.next_retry_at:
+                    if plan.retry_due is None or ti.next_retry_at < plan.retry_due:
+                        plan.retry_due = ti.next_retry_at
+        if scheduled:
+            plan.queue = self._choose(session, scheduled, plan.runs)
+        return plan
+
+    def _apply(self, session: Session, plan: _Plan, now: datetime,
+               result: StepResult) -> list[commands.Workload]:
+        ids = {t[0] for t in plan.transitions} | set(plan.queue)
+        rows = {ti.id: ti for ti in session.scalars(
+            select(TaskInstance).where(TaskInstance.id.in_(ids)))} if ids else {}
+        for ti_id, seen, to, reason in plan.transitions:
+            ti = rows.get(ti_id)
+            if ti is not None and ti.state == seen:
+                commands.set_task_state(session, ti, to, now=now, reason=reason,
+                                        actor=commands.SCHEDULER)
+        for run_pk in plan.finishing:
+            self._finish_run(session, run_pk, now, result)
+        to_queue = [rows[i] for i in plan.queue
+                    if i in rows and rows[i].state == TaskState.SCHEDULED.value]
+        if not to_queue:
+            return []
+        timeouts: dict[int, float | None] = {}
+        for ti in to_queue:
+            task = self.version(session, plan.runs[ti.run_pk].version_id).task_dict.get(ti.task_id)
+            timeout = task.execution_timeout if task else None
+            timeouts[ti.id] = timeout.total_seconds() if timeout else None
+        workloads = commands.queue_task_instances(
+            session, to_queue, version_id_of={pk: r.version_id for pk, r in plan.runs.items()},
+            timeout_of=timeouts, job_id=self.job_id, now=now)
+        result.queued = len(workloads)
+        return workloads
+
+    def _finish_run(self, session: Session, run_pk: int, now: datetime,
+                    result: StepResult) -> None:
+        """Decide the run's end again on the current rows (a user may have cleared a task
+        since the snapshot) and record it."""
+        run = session.get(DagRun, run_pk)
+        if run is None or run.state != RunState.RUNNING.value:
+            return
+        sdag = self.version(session, run.version_id)
+        tis = list(session.scalars(select(TaskInstance).where(TaskInstance.run_pk == run_pk)))
+        if self._timed_out(run, sdag, now):
+            self._fail_run_on_timeout(session, run, tis, sdag, now)
+            result.finished_runs += 1
+            return
+        views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
+                                    ti.next_retry_at, ti.map_index) for ti in tis}
+        outcome = run_outcome(sdag, views)
+        if outcome is not None:
+            commands.set_run_state(session, run, outcome, now=now,
+                                   reason="decided by its leaf tasks", actor=commands.SCHEDULER)
+            result.finished_runs += 1
 
     def _timed_out(self, run: DagRun, sdag: SerializedDag, now: datetime) -> bool:
         return (sdag.dagrun_timeout is not None and run.start_date is not None
@@ -377,8 +467,9 @@ class Scheduler:
         commands.set_run_state(session, run, RunState.FAILED, now=now, reason=reason,
                                actor=commands.SCHEDULER)
 
-    def _queue(self, session: Session, scheduled: list[TaskInstance],
-               run_by_pk: dict[int, DagRun], now: datetime) -> list[commands.Workload]:
+    def _choose(self, session: Session, scheduled: list[TaskInstance],
+                run_by_pk: dict[int, DagRun]) -> list[int]:
+        """The scheduled task instances to queue now, within every limit, best first."""
         free = self.executor.free_slots()
         if free <= 0:
             return []
@@ -393,26 +484,16 @@ class Scheduler:
         pool_free = {name: slots - used.get(name, 0) for name, slots in pools.items()}
         max_tasks: dict[str, int] = {}
         candidates = []
-        for ti in scheduled:
+        for order, ti in enumerate(scheduled):
             run = run_by_pk[ti.run_pk]
-            sdag = self.version(session, run.version_id)
-            max_tasks[ti.dag_id] = sdag.max_active_tasks
+            max_tasks[ti.dag_id] = self.version(session, run.version_id).max_active_tasks
             candidates.append(Candidate(key=ti.id, dag_id=ti.dag_id, pool=ti.pool,
                                         pool_slots=ti.pool_slots,
                                         priority_weight=ti.priority_weight,
-                                        logical_date=run.logical_date))
-        chosen = {c.key for c in pick_tasks_to_queue(
+                                        logical_date=run.logical_date, order=order))
+        return [int(c.key) for c in pick_tasks_to_queue(  # type: ignore[call-overload]
             candidates, free_slots=free, running_per_dag=running_per_dag,
-            max_active_tasks=max_tasks, pool_free=pool_free)}
-        to_queue = [ti for ti in scheduled if ti.id in chosen]
-        timeouts: dict[int, float | None] = {}
-        for ti in to_queue:
-            task = self.version(session, run_by_pk[ti.run_pk].version_id).task_dict.get(ti.task_id)
-            timeout = task.execution_timeout if task else None
-            timeouts[ti.id] = timeout.total_seconds() if timeout else None
-        return commands.queue_task_instances(
-            session, to_queue, version_id_of={pk: r.version_id for pk, r in run_by_pk.items()},
-            timeout_of=timeouts, job_id=self.job_id, now=now)
+            max_active_tasks=max_tasks, pool_free=pool_free)]
 
     # -- failures of other parts -----------------------------------------------------------------
 

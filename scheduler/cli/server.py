@@ -15,6 +15,7 @@ from scheduler.cli._common import AppContext, handle_errors, pass_app
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="[%(asctime)s] %(levelname)s %(name)s - %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _run_scheduler(app: AppContext) -> None:

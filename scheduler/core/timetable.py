@@ -5,8 +5,9 @@ A timetable turns a DAG's ``schedule`` into data intervals, with Airflow 2's sem
 * cron and preset schedules: a run's ``logical_date`` is the *start* of its data interval, the
   interval ends at the next cron tick, and the run may start once its interval has ended
   (``run_after == data_interval.end``);
-* ``{"interval": seconds}`` (a ``timedelta``): intervals ``[anchor + k*delta, anchor + (k+1)*delta]``
-  anchored at the DAG's ``start_date`` (or at the end of the previous run);
+* ``{"interval": seconds}`` (a ``timedelta``): intervals
+  ``[anchor + k*delta, anchor + (k+1)*delta]`` anchored at the DAG's ``start_date`` (or at the
+  end of the previous run);
 * ``"@once"``: one run at ``start_date`` with the empty interval ``[start_date, start_date]``;
 * ``None``: manual runs only.
 
@@ -30,14 +31,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
 from scheduler.errors import TimetableError
-
-UTC = timezone.utc
 
 #: Presets and the cron expressions they stand for (Airflow's set).
 CRON_PRESETS: dict[str, str] = {
@@ -66,12 +65,18 @@ _CRON_HINT = (
 
 @dataclass(frozen=True)
 class DataInterval:
-    """The span of data a run processes: ``[start, end]``, tz-aware UTC, ``start <= end``."""
+    """The span of data a run processes: ``[start, end]``, ``start <= end``.
+
+    Both ends are stored as tz-aware UTC whatever they were given in (naive means UTC), so an
+    interval read back from a database that drops time zones compares equal to the original.
+    """
 
     start: datetime
     end: datetime
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "start", to_utc(self.start))
+        object.__setattr__(self, "end", to_utc(self.end))
         if self.start > self.end:
             raise ValueError(f"data interval starts after it ends: {self.start} > {self.end}")
 

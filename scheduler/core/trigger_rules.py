@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class TriggerRule(str, Enum):
+class TriggerRule(str, Enum):  # noqa: UP042 - the shape every state enum here has
     """A task's condition on its direct upstream tasks' states."""
 
     ALL_SUCCESS = "all_success"

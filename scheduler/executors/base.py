@@ -44,5 +44,9 @@ class Executor(ABC):
     def running(self) -> set[int]:
         """Task instance ids this executor holds now."""
 
+    def take_backlog(self) -> list[Workload]:
+        """Workloads accepted but not started; the loop gives them back when it stops."""
+        return []
+
     @abstractmethod
     def stop(self, graceful: bool = True) -> None: ...

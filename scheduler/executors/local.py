@@ -9,10 +9,12 @@ finishes the attempt it holds and exits.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any
@@ -67,7 +69,11 @@ class LocalExecutor(Executor):
         self._pids: dict[Connection, int] = {}
         self._idle: list[Connection] = []
         self._busy: dict[Connection, Workload] = {}
+        self._backlog: deque[Workload] = deque()
         self._events: list[ExecutorEvent] = []
+        # Workloads held beyond the busy workers: a worker that finishes takes the next one at
+        # once, without waiting for a scheduler step, and the scheduler queues in batches.
+        self.capacity = 2 * self.parallelism
 
     def start(self) -> None:
         for _ in range(self.parallelism):
@@ -76,6 +82,7 @@ class LocalExecutor(Executor):
     def _spawn(self) -> None:
         parent_conn, child_conn = Pipe(duplex=True)
         parent_pid = os.getpid()
+        gc.freeze()  # keep the child from copying our heap when it collects
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -91,17 +98,28 @@ class LocalExecutor(Executor):
         self._idle.append(parent_conn)
 
     def free_slots(self) -> int:
-        return len(self._idle)
+        outstanding = len(self._busy) + len(self._backlog)
+        # Refill only once the backlog has run low, so queueing happens in batches.
+        return self.capacity - outstanding if outstanding <= self.parallelism else 0
 
     def running(self) -> set[int]:
-        return {w.ti_id for w in self._busy.values()}
+        return {w.ti_id for w in self._busy.values()} | {w.ti_id for w in self._backlog}
 
     def queue_workload(self, workload: Workload) -> None:
-        if not self._idle:
-            raise RuntimeError("no free worker; the loop queued more than free_slots()")
-        conn = self._idle.pop()
-        self._busy[conn] = workload
-        conn.send(workload.to_dict())
+        self._backlog.append(workload)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._backlog:
+            conn = self._idle.pop()
+            workload = self._backlog.popleft()
+            self._busy[conn] = workload
+            conn.send(workload.to_dict())
+
+    def take_backlog(self) -> list[Workload]:
+        """Workloads not handed to a worker yet (to give back when stopping)."""
+        backlog, self._backlog = list(self._backlog), deque()
+        return backlog
 
     def wait(self, timeout: float, extra: Sequence[Any] = ()) -> list[Any]:
         ready = wait([*self._busy, *extra], timeout=max(0.0, timeout))
@@ -111,6 +129,7 @@ class LocalExecutor(Executor):
                 self._collect(obj)  # type: ignore[arg-type]
             else:
                 woken.append(obj)
+        self._dispatch()
         return woken
 
     def _collect(self, conn: Connection) -> None:

@@ -7,6 +7,7 @@ file that hangs, crashes or leaks cannot hurt the caller or the other files.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -121,6 +122,7 @@ def _child_main(conn: Connection, fileloc: str, extra_paths: Sequence[str]) -> N
 
 def _fork_import(fileloc: str, extra_paths: Sequence[str]) -> tuple[int, Connection]:
     reader, writer = Pipe(duplex=False)
+    gc.freeze()  # keep the child from copying our heap when it collects
     pid = os.fork()
     if pid == 0:  # child
         code = 0

@@ -127,9 +127,10 @@ def set_task_state(
         return
     check_task_transition(frm, to)
     ti.state = to.value
-    if to in FINISHED_TASK_STATES:
+    if to in FINISHED_TASK_STATES or to == TaskState.UP_FOR_RETRY:
         ti.end_date = now
-        if ti.start_date is not None and to in (TaskState.SUCCESS, TaskState.FAILED):
+        if ti.start_date is not None and to in (
+                TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY):
             ti.duration = (now - ti.start_date).total_seconds()
         ti.claim = None
     elif to == TaskState.NONE:
@@ -349,10 +350,6 @@ def finish_attempt(
             for key, value in xcoms.items()
         )
     set_task_state(session, ti, to, now=now, reason=reason, actor=actor)
-    if to == TaskState.UP_FOR_RETRY:
-        ti.end_date = now
-        if ti.start_date is not None:
-            ti.duration = (now - ti.start_date).total_seconds()
     session.execute(
         update(TaskAttempt)
         .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == try_number)
@@ -391,8 +388,6 @@ def fail_zombie(
     end = attempt_failed(task, _try_in_cycle(ti, task), now, error=reason)
     ti.next_retry_at = end.next_retry_at
     set_task_state(session, ti, end.state, now=now, reason=reason, actor=SCHEDULER)
-    if end.state == TaskState.UP_FOR_RETRY:
-        ti.end_date = now
     session.execute(
         update(TaskAttempt)
         .where(TaskAttempt.ti_id == ti.id, TaskAttempt.try_number == ti.try_number)

@@ -70,3 +70,13 @@ class Service:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def runs_of(env: dict[str, str], dag_id: str) -> list[dict[str, Any]]:
+    """The DAG's runs, or [] while the scheduler has not parsed its file yet."""
+    proc = hw(env, "dags", "list-runs", dag_id, "--output", "json", check=False)
+    if proc.returncode != 0:
+        if "no DAG" in proc.stderr:
+            return []
+        raise AssertionError(f"dags list-runs {dag_id} failed: {proc.stderr}")
+    return json.loads(proc.stdout)

@@ -21,7 +21,7 @@ def _write_dag(write_dag, ledger: Path) -> None:
     # must happen exactly once per task.
     write_dag("many.py", f"""
         import os, time
-        from datetime import datetime
+        from datetime import datetime, timedelta
         from scheduler import DAG
         from scheduler.operators import PythonOperator
 
@@ -34,7 +34,8 @@ def _write_dag(write_dag, ledger: Path) -> None:
         with DAG("many", schedule=None, start_date=datetime(2024, 1, 1)):
             prev = None
             for i in range({N_TASKS}):
-                t = PythonOperator(task_id=f"t{{i:02d}}", python_callable=work, retries=2)
+                t = PythonOperator(task_id=f"t{{i:02d}}", python_callable=work, retries=2,
+                                 retry_delay=timedelta(0))
                 if i % 3 and prev is not None:
                     prev >> t
                 prev = t

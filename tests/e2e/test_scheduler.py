@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.procs import Service, hw, hw_json
+from tests.e2e.procs import Service, hw, hw_json, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def start_scheduler(env: dict[str, str], home: Path) -> Iterator[Callable[..., S
 
 
 def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
-    runs = hw_json(env, "dags", "list-runs", dag_id)
+    runs = runs_of(env, dag_id)
     return next((r["state"] for r in runs if r["run_id"] == run_id), None)
 
 
@@ -132,7 +132,7 @@ def test_cron_schedule_with_catchup_creates_each_missed_interval(
             EmptyOperator(task_id="tick")
     """)
     start_scheduler()
-    runs = wait_for(lambda: (rs := hw_json(env, "dags", "list-runs", "hourly"))
+    runs = wait_for(lambda: (rs := runs_of(env, "hourly"))
                     and len([r for r in rs if r["state"] == "success"]) >= 3 and rs,
                     timeout=60, interval=0.3, message="three successful scheduled runs")
     oldest_first = sorted(runs, key=lambda r: r["logical_date"])
@@ -158,7 +158,7 @@ def test_without_catchup_only_the_latest_interval_runs(env, write_dag, start_sch
             EmptyOperator(task_id="tick")
     """)
     start_scheduler()
-    [run] = wait_for(lambda: hw_json(env, "dags", "list-runs", "nocatchup"), timeout=30,
+    [run] = wait_for(lambda: runs_of(env, "nocatchup"), timeout=30,
                      interval=0.3, message="a scheduled run")
     latest_end = now.replace(minute=0, second=0, microsecond=0)
     assert datetime.fromisoformat(run["data_interval_end"]) >= latest_end

@@ -1,0 +1,1 @@
+"""Headwater's benchmark harness (see BENCHMARKS.md in the shared folder)."""
