@@ -24,10 +24,12 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy scheduler webui
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy scheduler webui
 
 bench: setup
 	$(BIN)/python -m bench

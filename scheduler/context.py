@@ -63,7 +63,8 @@ class RuntimeTaskInstance:
         """Values pushed by tasks of this run. One task id gives its value (``default`` if it
         pushed none); a list of ids gives a list in that order."""
         single = isinstance(task_ids, str)
-        ids = [task_ids] if single else list(task_ids or [self.task_id])
+        ids: list[str] = [task_ids] if isinstance(task_ids, str) else list(
+            task_ids or [self.task_id])
         with self._sessions() as session:
             stmt = select(XCom.task_id, XCom.map_index, XCom.value).where(
                 XCom.run_pk == self.run_pk, XCom.key == key, XCom.task_id.in_(ids)

@@ -183,7 +183,7 @@ class Scheduler:
             with session_scope(self.engine) as session:
                 for w in backlog:
                     ti = session.get(TaskInstance, w.ti_id)
-                    if ti is not None and ti.state == TaskState.QUEUED.value and ti.claim == w.claim:
+                    if ti is not None and ti.state == TaskState.QUEUED and ti.claim == w.claim:
                         commands.requeue_lost(session, ti, now=self.clock(),
                                               reason="handed back: the scheduler stopped")
         if self._processor:
@@ -552,7 +552,8 @@ class Scheduler:
     def _dead_jobs(self, session: Session, now: datetime) -> set[int]:
         stale_before = now - timedelta(seconds=self.settings.scheduler_heartbeat_timeout)
         dead: set[int] = set()
-        for job in session.scalars(select(Job).where(Job.state == "running", Job.id != self.job_id)):
+        others = select(Job).where(Job.state == "running", Job.id != self.job_id)
+        for job in session.scalars(others):
             if job.latest_heartbeat < stale_before or (
                     job.hostname == HOSTNAME and not _pid_alive(job.pid)):
                 job.state, job.end_date = "dead", now

@@ -54,7 +54,8 @@ def run_task_here(settings: Settings, engine: Engine, dag_id: str, task_id: str,
                              task_id=task_id, map_index=-1, try_number=1, max_tries=0,
                              sessions=sessions)
     task = copy.copy(dag.task_dict[task_id])
-    all_params = {k: getattr(v, "value", v) for k, v in (getattr(dag, "params", None) or {}).items()}
+    dag_params = getattr(dag, "params", None) or {}
+    all_params = {k: getattr(v, "value", v) for k, v in dag_params.items()}
     all_params.update(params)
     context = build_context(dag=dag, task=task, run=run, ti_row=ti_row, ti=ti,
                             sessions=sessions, params=all_params)

@@ -40,7 +40,8 @@ def env(home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def settings(home: Path, env: dict[str, str]) -> Settings:
-    return load_settings(home=home, env={k: v for k, v in env.items() if k.startswith("HEADWATER__")})
+    overrides = {k: v for k, v in env.items() if k.startswith("HEADWATER__")}
+    return load_settings(home=home, env=overrides)
 
 
 @pytest.fixture

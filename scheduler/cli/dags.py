@@ -171,13 +171,13 @@ def test(app: AppContext, dag_id: str, logical_date: str | None, conf: str | Non
         run_pk = run.id
     states = drive_runs(app.settings, engine, [run_pk])
     with session_scope(engine, readonly=True) as session:
-        run = session.get(DagRun, run_pk)
-        assert run is not None
-        tis = queries.task_instances(session, run)
+        finished = session.get(DagRun, run_pk)
+        assert finished is not None
+        tis = queries.task_instances(session, finished)
         rows = [{"task_id": t.task_id, "map_index": t.map_index, "state": t.state,
                  "try_number": t.try_number, "start_date": t.start_date,
                  "end_date": t.end_date} for t in tis]
-        summary = {"dag_id": dag_id, "run_id": run.run_id, "state": run.state,
+        summary = {"dag_id": dag_id, "run_id": finished.run_id, "state": finished.state,
                    "task_instances": rows}
     if output == "json":
         emit(summary, output)

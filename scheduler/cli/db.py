@@ -47,7 +47,7 @@ def check(app: AppContext) -> None:
     """Check that the store can be reached and its schema is current (exit 1 if not)."""
     from scheduler.store.db import current_revision, head_revision
 
-    current = current_revision(app.engine(ensure=False))
+    current = current_revision(app.engine())
     head = head_revision()
     if current != head:
         raise click.ClickException(

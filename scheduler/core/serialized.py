@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 DEFAULT_POOL = "default_pool"
@@ -49,6 +49,9 @@ class SerializedTask:
     template_fields: tuple[str, ...] = ()
     doc_md: str | None = None
     lineno: int | None = None
+    # Saga: the task this one undoes (it runs only when a run fails), and this task's undoer.
+    compensates: str | None = None
+    compensate: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedTask:
@@ -73,6 +76,8 @@ class SerializedTask:
             template_fields=tuple(d.get("template_fields", ())),
             doc_md=d.get("doc_md"),
             lineno=d.get("lineno"),
+            compensates=d.get("compensates"),
+            compensate=d.get("compensate"),
         )
 
 
@@ -95,11 +100,15 @@ class SerializedDag:
     doc_md: str | None = None
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     is_paused_upon_creation: bool | None = None
+    #: The tasks of a normal run, in topological order (compensations are kept apart).
     tasks: tuple[SerializedTask, ...] = ()
+    #: Compensation tasks (``compensate=``): they run only when a run fails.
+    compensations: tuple[SerializedTask, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedDag:
+        all_tasks = [SerializedTask.from_dict(t) for t in d.get("tasks", ())]
         return cls(
             dag_id=d["dag_id"],
             fileloc=d.get("fileloc", ""),
@@ -116,7 +125,8 @@ class SerializedDag:
             doc_md=d.get("doc_md"),
             params=dict(d.get("params") or {}),
             is_paused_upon_creation=d.get("is_paused_upon_creation"),
-            tasks=tuple(SerializedTask.from_dict(t) for t in d.get("tasks", ())),
+            tasks=tuple(t for t in all_tasks if t.compensates is None),
+            compensations=tuple(t for t in all_tasks if t.compensates is not None),
             raw=d,
         )
 

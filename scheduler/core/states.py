@@ -7,10 +7,10 @@ state change, so an illegal transition fails loudly instead of corrupting a run.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     """State of one task instance (one task of one run, at one map index)."""
 
     NONE = "none"
@@ -30,7 +30,7 @@ class TaskState(str, Enum):
         return self.value
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     """State of a DAG run."""
 
     QUEUED = "queued"
@@ -125,7 +125,8 @@ class IllegalTransition(ValueError):
 
 
 def check_task_transition(from_state: TaskState, to_state: TaskState) -> None:
-    """Raise :class:`IllegalTransition` unless a task instance may go from one state to the other."""
+    """Raise :class:`IllegalTransition` unless a task instance may go from one state to
+    the other."""
     if to_state not in TASK_TRANSITIONS[from_state]:
         raise IllegalTransition("task", from_state.value, to_state.value)
 

@@ -61,7 +61,8 @@ def list_dag_files(dags_folder: Path) -> list[Path]:
         rules = inherited + [(folder, _read_patterns(folder))]
 
         def skip(p: Path, rules: list[tuple[Path, list[str]]] = rules) -> bool:
-            return any(_ignored(p.relative_to(base).as_posix(), pats) for base, pats in rules if pats)
+            return any(_ignored(p.relative_to(base).as_posix(), pats)
+                       for base, pats in rules if pats)
 
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)

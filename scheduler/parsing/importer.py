@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from scheduler.errors import DagDefinitionError
 
@@ -175,10 +175,11 @@ def import_files(
             running[conn] = (fileloc, pid, time.monotonic())
         deadline = min(started + timeout for _, _, started in running.values())
         ready = wait(list(running), timeout=max(0.0, deadline - time.monotonic()))
-        for conn in ready:
-            fileloc, pid, started = running.pop(conn)  # type: ignore[index]
+        for ready_conn in ready:
+            conn = cast(Connection, ready_conn)
+            fileloc, pid, started = running.pop(conn)
             try:
-                payload = json.loads(conn.recv_bytes())  # type: ignore[union-attr]
+                payload = json.loads(conn.recv_bytes())
                 error = payload["error"]
                 results[fileloc] = FileResult(
                     fileloc=fileloc,
@@ -194,7 +195,7 @@ def import_files(
                         "the import process died without a result (it may have called "
                         "sys.exit() or crashed the interpreter)", None, ""),
                 )
-            conn.close()  # type: ignore[union-attr]
+            conn.close()
             _reap(pid)
             results[fileloc].duration = time.monotonic() - started
         now = time.monotonic()

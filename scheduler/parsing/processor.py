@@ -59,7 +59,8 @@ def parse_dags_folder(
             except OSError:
                 continue
             row = known.get(fileloc)
-            if not force and row is not None and row.mtime == st.st_mtime and row.size == st.st_size:
+            unchanged = row is not None and (row.mtime, row.size) == (st.st_mtime, st.st_size)
+            if not force and unchanged:
                 continue
             digest = hashlib.sha256(Path(fileloc).read_bytes()).hexdigest()
             if not force and row is not None and row.content_hash == digest:

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.core.decisions import attempt_failed
@@ -265,7 +265,7 @@ def start_attempt(
     cleared or already started by someone else. The conditional UPDATE makes the claim atomic on
     every backend.
     """
-    claimed = session.execute(
+    claimed = cast(CursorResult[Any], session.execute(
         update(TaskInstance)
         .where(
             TaskInstance.id == ti_id,
@@ -282,7 +282,7 @@ def start_attempt(
             pid=pid,
         )
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     if claimed != 1:
         return None
     ti = session.get(TaskInstance, ti_id, populate_existing=True)
@@ -366,7 +366,7 @@ def _try_in_cycle(ti: TaskInstance, task: SerializedTask) -> int:
 def heartbeat(session: Session, ti_id: int, try_number: int, now: datetime) -> bool:
     """Record that the attempt is alive. False when it no longer owns the task instance."""
     return (
-        session.execute(
+        cast(CursorResult[Any], session.execute(
             update(TaskInstance)
             .where(
                 TaskInstance.id == ti_id,
@@ -375,7 +375,7 @@ def heartbeat(session: Session, ti_id: int, try_number: int, now: datetime) -> b
             )
             .values(heartbeat_at=now)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )).rowcount
         == 1
     )
 

@@ -76,7 +76,9 @@ def record_dag(
     return row
 
 
-def refresh_next_run(session: Session, dag: DagModel, sdag: SerializedDag, *, now: datetime) -> None:
+def refresh_next_run(
+    session: Session, dag: DagModel, sdag: SerializedDag, *, now: datetime
+) -> None:
     """Recompute the run the schedule owes next, from the last scheduled run in the store."""
     timetable = make_timetable(sdag.schedule, sdag.timezone)
     last = session.execute(
@@ -154,7 +156,8 @@ def set_import_error(
     traceback: str,
     now: datetime,
 ) -> None:
-    row = session.scalars(select(ImportErrorRecord).where(ImportErrorRecord.fileloc == fileloc)).first()
+    row = session.scalars(
+        select(ImportErrorRecord).where(ImportErrorRecord.fileloc == fileloc)).first()
     if row is None:
         row = ImportErrorRecord(fileloc=fileloc)
         session.add(row)

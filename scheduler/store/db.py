@@ -151,12 +151,44 @@ def current_revision(engine: Engine) -> str | None:
     return row[0] if row else None
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One migration at a time: processes started together (a scheduler and a CLI command on a
+    fresh store) must not both create the tables."""
+    if engine.dialect.name == "sqlite":
+        import fcntl
+
+        path = engine.url.database
+        if not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate-lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(7300101)")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(7300101)")
+                conn.commit()
+    else:
+        yield
+
+
 def migrate(engine: Engine) -> tuple[str | None, str]:
-    """Bring the schema to the newest revision; safe to repeat. Returns (before, after)."""
+    """Bring the schema to the newest revision; safe to repeat and to run from several
+    processes at once. Returns (before, after)."""
     from alembic import command
 
-    before = current_revision(engine)
-    command.upgrade(_alembic_config(engine), "head")
+    with _migration_lock(engine):
+        before = current_revision(engine)
+        command.upgrade(_alembic_config(engine), "head")
     return before, head_revision()
 
 

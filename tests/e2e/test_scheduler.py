@@ -96,7 +96,8 @@ def test_failed_attempt_is_retried_and_each_attempt_keeps_its_log(
     assert wait_run_finished(env, "flaky", "r1") == "success"
     [ti] = hw_json(env, "tasks", "states-for-run", "flaky", "r1")
     assert ti["try_number"] == 2
-    assert "first try fails" in hw(env, "tasks", "logs", "flaky", "r1", "flaky", "--try", "1").stdout
+    first_log = hw(env, "tasks", "logs", "flaky", "r1", "flaky", "--try", "1").stdout
+    assert "first try fails" in first_log
     assert "second try works" in hw(env, "tasks", "logs", "flaky", "r1", "flaky").stdout
 
 
@@ -140,7 +141,8 @@ def test_cron_schedule_with_catchup_creates_each_missed_interval(
         expected_start = start + timedelta(hours=i)
         assert datetime.fromisoformat(run["logical_date"]) == expected_start
         assert datetime.fromisoformat(run["data_interval_start"]) == expected_start
-        assert datetime.fromisoformat(run["data_interval_end"]) == expected_start + timedelta(hours=1)
+        end = datetime.fromisoformat(run["data_interval_end"])
+        assert end == expected_start + timedelta(hours=1)
         assert run["run_type"] == "scheduled"
         assert run["run_id"] == f"scheduled__{expected_start.isoformat()}"
 

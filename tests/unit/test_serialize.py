@@ -97,7 +97,11 @@ def test_round_trip_through_serialized_dag() -> None:
     sdag = SerializedDag.from_dict(json.loads(json.dumps(serialize_dag(d))))
     assert sdag.dag_id == "etl" and sdag.fileloc == __file__
     assert sdag.start_date == d.start_date and sdag.dagrun_timeout == timedelta(hours=1)
-    assert sdag.task_ids == [t.task_id for t in d.topological_sort()]
+    # Compensations are kept apart from the tasks of a normal run.
+    assert sdag.task_ids == [t.task_id for t in d.topological_sort()
+                             if not t.task_id.endswith("__compensate")]
+    assert [t.task_id for t in sdag.compensations] == ["load__compensate"]
+    assert sdag.compensations[0].compensates == "load"
     load = sdag.task_dict["load"]
     assert load.priority_weight == 5 and load.trigger_rule == "all_done"
     assert sdag.task_dict["extract"].execution_timeout == timedelta(seconds=90)

@@ -15,7 +15,7 @@ def run_migrations_online() -> None:
     if engine is None:  # plain `alembic` command line: build from the configured URL
         from scheduler.store.db import make_engine
 
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as connection:
         context.configure(
             connection=connection,
