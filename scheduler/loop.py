@@ -138,6 +138,8 @@ class Scheduler:
         self._processor: tuple[int, Connection] | None = None
         self._wakeup: WakeupSocket | None = None
         self._last_housekeeping = 0.0
+        # The last step left scheduled task instances without an executor slot.
+        self._starved = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -209,16 +211,24 @@ class Scheduler:
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Run steps until stopped (SIGTERM/SIGINT, or ``until()`` turns true)."""
+        extra: list[Any] = []
+        if self._wakeup:
+            extra.append(self._wakeup)
+        if self._processor:
+            extra.append(self._processor[1])
         while not self._stop:
             result = self.step()
             if until is not None and until():
                 break
-            extra: list[Any] = []
-            if self._wakeup:
-                extra.append(self._wakeup)
-            if self._processor:
-                extra.append(self._processor[1])
-            woken = self.executor.wait(result.next_wake, extra)
+            deadline = time.monotonic() + result.next_wake
+            while True:
+                woken = self.executor.wait(max(0.0, deadline - time.monotonic()), extra)
+                # A worker that only became free matters when task instances wait for a slot;
+                # otherwise stepping now would only delay the reaction to the next outcome.
+                kinds = self.executor.pending_event_kinds()
+                if woken or kinds - {"done"} or self._starved or time.monotonic() >= deadline:
+                    break
+                self.executor.drain_events()
             for obj in woken:
                 if obj is self._wakeup:
                     self._wakeup.drain()
@@ -370,6 +380,7 @@ class Scheduler:
             select(DagRun).where(DagRun.state == RunState.RUNNING.value, *self._run_filter())
         ).all()
         if not runs:
+            self._starved = False
             return None
         plan = _Plan(runs={r.id: r for r in runs})
         tis_by_run: dict[int, list[TaskInstance]] = defaultdict(list)
@@ -403,6 +414,7 @@ class Scheduler:
                         plan.retry_due = ti.next_retry_at
         if scheduled:
             plan.queue = self._choose(session, scheduled, plan.runs)
+        self._starved = len(plan.queue) < len(scheduled)
         return plan
 
     def _apply(self, session: Session, plan: _Plan, now: datetime,

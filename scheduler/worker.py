@@ -14,7 +14,6 @@ import gc
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import sys
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,45 @@ class DagCache:
         return loaded
 
 
+def warm_up(engine: Engine) -> None:
+    """Compile, once in the long-lived worker process, the statements every attempt runs, so
+    the forked attempt processes inherit them compiled instead of compiling them each time
+    while they hold the store's write lock. Runs them against no row and rolls back."""
+    from sqlalchemy import text
+
+    from scheduler.store.models import Event, TaskAttempt, XCom
+
+    now = utcnow()
+    with session_scope(engine, readonly=True) as session:
+        session.get(DagRun, -1)
+        session.get(TaskInstance, -1)
+    session = Session(engine)
+    try:
+        if engine.dialect.name == "sqlite":
+            session.execute(text("PRAGMA defer_foreign_keys = ON"))
+        commands.start_attempt(session, ti_id=-1, claim="", hostname="", pid=0, log_path="",
+                               now=now)
+        commands.heartbeat(session, -1, 0, now)
+        session.get(TaskInstance, -1, populate_existing=True)
+        session.execute(commands.update(TaskAttempt).where(TaskAttempt.ti_id == -1)
+                        .values(state="none", end_date=now, error=None))
+        session.execute(commands.delete(XCom).where(XCom.ti_id == -1))
+        if engine.dialect.name == "sqlite":
+            session.add(Event(when=now, kind="task", dag_id="", run_id="", run_pk=-1, ti_id=-1,
+                              task_id="", map_index=-1, try_number=0, from_state="none",
+                              to_state="none", reason="", actor=""))
+            session.add(TaskAttempt(ti_id=-1, try_number=0, state="none", start_date=now,
+                                    hostname="", pid=0, log_path=""))
+            session.add(XCom(ti_id=-1, run_pk=-1, dag_id="", run_id="", task_id="",
+                             map_index=-1, key="", value=None, created_at=now))
+            session.flush()
+    except Exception:  # noqa: BLE001 - an optimisation only
+        log.debug("warm-up failed", exc_info=True)
+    finally:
+        session.rollback()
+        session.close()
+
+
 def _check_xcoms(xcoms: dict[str, Any], limit: int, task_id: str) -> dict[str, Any]:
     checked = {}
     for key, value in xcoms.items():
@@ -150,81 +189,102 @@ def _run_callbacks(callbacks: Any, context: dict[str, Any]) -> None:
             log.exception("callback %r failed", cb)
 
 
-def _run_attempt(
-    w: Workload, settings: Settings, engine: Engine, loaded: LoadedDag, log_path: Path
-) -> TaskState | None:
-    """Run one attempt in this (child) process and record its outcome."""
+@dataclass
+class AttemptResult:
+    """What the attempt's process reports back: how it ended, its XComs, its error."""
+
+    outcome: TaskState
+    xcoms: dict[str, Any]
+    error: str | None
+
+
+def _execute(
+    w: Workload, settings: Settings, engine: Engine, loaded: LoadedDag, log_path: Path,
+    ti_row: TaskInstance, run: DagRun, conn: Connection,
+) -> None:
+    """The attempt's own process: run the task, report the result over ``conn``, wait for
+    the state the supervisor recorded, then run the matching callbacks."""
     def sessions() -> AbstractContextManager[Session]:
         return session_scope(engine, readonly=True)
-
-    with session_scope(engine) as session:
-        ti_row = commands.start_attempt(
-            session, ti_id=w.ti_id, claim=w.claim, hostname=HOSTNAME, pid=os.getpid(),
-            log_path=str(log_path), now=utcnow())
-        if ti_row is None:
-            return None
-        run = session.get(DagRun, ti_row.run_pk)
-        assert run is not None
-        session.expunge_all()
 
     _setup_task_logging(log_path)
     task_log = logging.getLogger("headwater.task")
     task_log.info("starting %s.%s run %s, try %d on %s (pid %d)", w.dag_id, w.task_id,
                   w.run_id, w.try_number, HOSTNAME, os.getpid())
     dag = loaded.dag
-    stask = loaded.serialized.task_dict[w.task_id]
     task = copy.copy(dag.task_dict[w.task_id])
+
+    def _on_term(_signum: int, _frame: Any) -> None:
+        task_log.error("stopping: the supervisor asked this task to stop")
+        try:
+            on_kill = getattr(task, "on_kill", None)
+            if on_kill:
+                on_kill()
+        finally:
+            os._exit(1)
+
+    signal.signal(signal.SIGTERM, _on_term)
     ti = RuntimeTaskInstance(
         ti_id=ti_row.id, run_pk=run.id, dag_id=w.dag_id, run_id=w.run_id, task_id=w.task_id,
         map_index=w.map_index, try_number=w.try_number, max_tries=ti_row.max_tries,
         sessions=sessions, log_path=str(log_path))
-    params = dict(getattr(dag, "params", None) or {})
-    params = {k: getattr(v, "value", v) for k, v in params.items()}
+    params = {k: getattr(v, "value", v) for k, v in (getattr(dag, "params", None) or {}).items()}
     params.update(getattr(task, "params", None) or {})
     params.update(run.conf or {})
     context = build_context(dag=dag, task=task, run=run, ti_row=ti_row, ti=ti,
                             sessions=sessions, params=params)
-    outcome, error, xcoms = TaskState.FAILED, None, {}
+    result = AttemptResult(TaskState.FAILED, {}, None)
     try:
         from scheduler.templating import make_jinja_env
 
         task.render_template_fields(context, make_jinja_env(dag))
-        result = task.execute(context)
+        value = task.execute(context)
         pushed = dict(ti.pushed)
-        if result is not None and getattr(task, "do_xcom_push", True):
-            pushed["return_value"] = result
-        xcoms = _check_xcoms(pushed, settings.xcom_max_size, w.task_id)
-        outcome = TaskState.SUCCESS
+        if value is not None and getattr(task, "do_xcom_push", True):
+            pushed["return_value"] = value
+        result = AttemptResult(TaskState.SUCCESS,
+                               _check_xcoms(pushed, settings.xcom_max_size, w.task_id), None)
         task_log.info("task succeeded")
     except TaskSkipped as exc:
-        outcome, error = TaskState.SKIPPED, str(exc) or "skipped"
-        task_log.info("task skipped: %s", error)
+        result = AttemptResult(TaskState.SKIPPED, {}, str(exc) or "skipped")
+        task_log.info("task skipped: %s", result.error)
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-        error = f"{type(exc).__name__}: {exc}"
-        task_log.error("task failed: %s\n%s", error, traceback.format_exc())
-    with session_scope(engine) as session:
-        state = commands.finish_attempt(
-            session, ti_id=w.ti_id, try_number=w.try_number, outcome=outcome, task=stask,
-            xcoms=xcoms, error=error, now=utcnow())
+        result = AttemptResult(TaskState.FAILED, {}, f"{type(exc).__name__}: {exc}")
+        task_log.error("task failed: %s\n%s", result.error, traceback.format_exc())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn.send_bytes(json.dumps({"outcome": result.outcome.value, "xcoms": result.xcoms,
+                                "error": result.error}).encode())
+    try:
+        recorded = conn.recv_bytes().decode()
+    except EOFError:
+        recorded = ""
+    state = TaskState(recorded) if recorded else None
     if state == TaskState.SUCCESS:
         _run_callbacks(getattr(task, "on_success_callback", None), context)
     elif state == TaskState.UP_FOR_RETRY:
         _run_callbacks(getattr(task, "on_retry_callback", None), context)
     elif state == TaskState.FAILED:
-        context["exception"] = error
+        context["exception"] = result.error
         _run_callbacks(getattr(task, "on_failure_callback", None), context)
     task_log.info("attempt ended: %s", state.value if state else "discarded (no longer owned)")
-    return state
+
+
+def _record(engine: Engine, w: Workload, task: Any, result: AttemptResult) -> TaskState | None:
+    with session_scope(engine) as session:
+        return commands.finish_attempt(
+            session, ti_id=w.ti_id, try_number=w.try_number, outcome=result.outcome,
+            task=task, xcoms=result.xcoms, error=result.error, now=utcnow())
 
 
 def _record_failure(engine: Engine, w: Workload, task: Any, reason: str) -> None:
-    """The attempt could not record its own end (it died, or timed out): record it for it."""
+    """The attempt could not report its own end (it died, or timed out): record it for it."""
     with session_scope(engine) as session:
         ti = session.get(TaskInstance, w.ti_id)
         if ti is None:
             return
         if ti.state == TaskState.QUEUED.value and ti.claim == w.claim:
-            # It died before it even started: start and fail the attempt so it counts.
+            # It failed before it even started: start and fail the attempt so it counts.
             commands.start_attempt(session, ti_id=w.ti_id, claim=w.claim, hostname=HOSTNAME,
                                    pid=os.getpid(), log_path="", now=utcnow())
         commands.finish_attempt(
@@ -238,9 +298,16 @@ def supervise(
     settings: Settings,
     engine: Engine,
     dags: DagCache,
-    on_started: Callable[[int], None] | None = None,
-) -> None:
-    """Run the attempt of ``w`` in a child process and see it through to a recorded end."""
+    on_recorded: Callable[[TaskState | None], None] | None = None,
+) -> TaskState | None:
+    """See the attempt of ``w`` through: claim it, run it in a child process, record its end.
+
+    This (long-lived, warmed-up) process does every store write of the attempt; the child
+    only runs user code and reports its result over a pipe, so an attempt costs a fork and
+    no per-process database warm-up. ``on_recorded`` is called as soon as the outcome is
+    stored (before the child's callbacks finish), to wake the scheduler. Returns the recorded
+    state, or None when the claim was stale (somebody else owns the task instance now).
+    """
     from scheduler.core.serialized import SerializedTask
 
     try:
@@ -249,10 +316,23 @@ def supervise(
         reason = f"could not load DAG {w.dag_id} (version {w.version_id}): {exc}"
         log.error(reason)
         _record_failure(engine, w, SerializedTask(task_id=w.task_id), reason)
-        return
-    stask = loaded.serialized.task_dict.get(w.task_id) or SerializedTask(task_id=w.task_id)
+        return TaskState.FAILED
+    stask = loaded.serialized.task_dict.get(w.task_id)
+    if stask is None:
+        stask = next((t for t in loaded.serialized.compensations if t.task_id == w.task_id),
+                     SerializedTask(task_id=w.task_id))
     log_path = log_path_for(settings, w)
-    read_fd, write_fd = os.pipe()
+    with session_scope(engine) as session:
+        ti_row = commands.start_attempt(
+            session, ti_id=w.ti_id, claim=w.claim, hostname=HOSTNAME, pid=os.getpid(),
+            log_path=str(log_path), now=utcnow())
+        if ti_row is None:
+            return None
+        run = session.get(DagRun, ti_row.run_pk)
+        assert run is not None
+        session.expunge_all()
+
+    parent_conn, child_conn = Pipe(duplex=True)
     # Move every object made so far out of the collector's reach: a collection in the child
     # would otherwise touch the whole inherited heap and copy it page by page (tens of ms).
     gc.freeze()
@@ -260,47 +340,104 @@ def supervise(
     if pid == 0:  # the attempt's own process
         code = 0
         try:
-            os.close(read_fd)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            parent_conn.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             engine.dispose(close=False)
-            _run_attempt(w, settings, engine, loaded, log_path)
+            _execute(w, settings, engine, loaded, log_path, ti_row, run, child_conn)
         except BaseException:  # noqa: BLE001
             code = 1
             traceback.print_exc()
         finally:
             os._exit(code)
-    os.close(write_fd)
-    if on_started:
-        on_started(pid)
+    child_conn.close()
+    return _watch(w, pid, parent_conn, engine, stask, settings, on_recorded)
+
+
+#: How long a task's callbacks may run after its outcome is recorded.
+CALLBACK_TIMEOUT = 60.0
+#: How long a task process has to stop (its ``on_kill`` runs) before it is killed.
+KILL_GRACE = 5.0
+
+
+def _stop_child(pid: int) -> int | None:
+    """SIGTERM the attempt's process (its handler runs the operator's ``on_kill``, which stops
+    e.g. a Bash command's process group), then SIGKILL it if it has not exited within
+    ``KILL_GRACE``. Returns its exit status if it was reaped here."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return None
+
+
+def _watch(
+    w: Workload, pid: int, conn: Connection, engine: Engine, stask: Any, settings: Settings,
+    on_recorded: Callable[[TaskState | None], None] | None,
+) -> TaskState | None:
+    """Heartbeat while the child runs, enforce its timeout, record what it reports (or that it
+    died), then wait for it to exit."""
     started = time.monotonic()
     timeout = w.execution_timeout
-    timed_out = False
-    status = 0
+    recorded: TaskState | None = None
+    reported_at: float | None = None
+    failure: str | None = None
+    status: int | None = None
     try:
         while True:
+            reported = reported_at is not None
             wait_for = settings.heartbeat_interval
-            if timeout is not None:
+            if timeout is not None and not reported:
                 wait_for = max(0.0, min(wait_for, started + timeout - time.monotonic()))
-            ready, _, _ = select.select([read_fd], [], [], wait_for)
-            done_pid, status = os.waitpid(pid, os.WNOHANG)
-            if ready or done_pid == pid:
-                if done_pid != pid:
-                    _, status = os.waitpid(pid, 0)
+            if conn.poll(wait_for):
+                try:
+                    payload = json.loads(conn.recv_bytes())
+                except EOFError:
+                    break  # the child exited (after reporting, or without)
+                result = AttemptResult(TaskState(payload["outcome"]), payload["xcoms"],
+                                       payload["error"])
+                recorded = _record(engine, w, stask, result)
+                reported_at = time.monotonic()
+                if on_recorded:
+                    on_recorded(recorded)
+                try:
+                    conn.send_bytes((recorded.value if recorded else "").encode())
+                except OSError:
+                    pass
+                continue
+            if timeout is not None and not reported and time.monotonic() - started >= timeout:
+                status = _stop_child(pid)
+                failure = (f"execution_timeout of {timeout:g} s exceeded; the task process "
+                           "was stopped")
                 break
-            if timeout is not None and time.monotonic() - started >= timeout:
-                timed_out = True
-                os.kill(pid, signal.SIGKILL)
-                _, status = os.waitpid(pid, 0)
+            if reported_at is not None and time.monotonic() - reported_at > CALLBACK_TIMEOUT:
+                log.error("callbacks of %s ran longer than %s s; stopping them", w.task_id,
+                          CALLBACK_TIMEOUT)
+                status = _stop_child(pid)
                 break
-            with session_scope(engine) as session:
-                commands.heartbeat(session, w.ti_id, w.try_number, utcnow())
+            if not reported:
+                with session_scope(engine) as session:
+                    commands.heartbeat(session, w.ti_id, w.try_number, utcnow())
     finally:
-        os.close(read_fd)
-    if timed_out:
-        _record_failure(engine, w, stask, f"execution_timeout of {timeout:g} s exceeded; the "
-                                          "task process was killed")
-    elif status != 0:
-        how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exited with code {os.WEXITSTATUS(status)}")
-        _record_failure(engine, w, stask, f"the task process {how} before recording its end")
+        conn.close()
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    if reported_at is None:
+        if failure is None:
+            how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                   else f"exited with code {os.WEXITSTATUS(status)}")
+            failure = f"the task process {how} before reporting its end"
+        _record_failure(engine, w, stask, failure)
+        recorded = TaskState.FAILED
+        if on_recorded:
+            on_recorded(recorded)
+    return recorded

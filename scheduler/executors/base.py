@@ -13,8 +13,9 @@ from scheduler.store.commands import Workload
 
 @dataclass(frozen=True)
 class ExecutorEvent:
-    """``kind`` is "done" (the attempt ended; its outcome is in the store) or "lost" (the
-    worker holding it died, so the attempt may have recorded nothing)."""
+    """``kind`` is "recorded" (the attempt's outcome is in the store), "done" (its worker is
+    free again) or "lost" (the worker holding it died, so the attempt may have recorded
+    nothing)."""
 
     kind: str
     ti_id: int
@@ -39,6 +40,10 @@ class Executor(ABC):
 
     @abstractmethod
     def drain_events(self) -> list[ExecutorEvent]: ...
+
+    @abstractmethod
+    def pending_event_kinds(self) -> set[str]:
+        """The kinds of the events waiting to be drained."""
 
     @abstractmethod
     def running(self) -> set[int]:

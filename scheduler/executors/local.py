@@ -28,7 +28,7 @@ log = logging.getLogger("headwater.executor")
 
 def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
     from scheduler.store.db import make_engine
-    from scheduler.worker import DagCache, supervise
+    from scheduler.worker import DagCache, supervise, warm_up
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when we stop
     stopping = False
@@ -39,6 +39,7 @@ def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
 
     signal.signal(signal.SIGTERM, _on_term)
     engine = make_engine(settings.sql_alchemy_conn)
+    warm_up(engine)
     dags = DagCache(engine, settings)
     while not stopping:
         try:
@@ -52,8 +53,16 @@ def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
         if message is None:
             break
         workload = Workload.from_dict(message)
+
+        def recorded(_state: Any, w: Workload = workload) -> None:
+            # Wake the scheduler as soon as the outcome is stored; "done" (idle) follows
+            # once the attempt's process has exited.
+            with contextlib.suppress(OSError):
+                conn.send(("recorded", w.ti_id, w.try_number))
+
         try:
-            supervise(workload, settings=settings, engine=engine, dags=dags)
+            supervise(workload, settings=settings, engine=engine, dags=dags,
+                      on_recorded=recorded)
         except Exception:  # noqa: BLE001 - report it and stay available
             log.exception("worker failed to supervise %s", workload)
         try:
@@ -133,12 +142,15 @@ class LocalExecutor(Executor):
         return woken
 
     def _collect(self, conn: Connection) -> None:
-        workload = self._busy.pop(conn)
+        workload = self._busy[conn]
         try:
             kind, ti_id, try_number = conn.recv()
             self._events.append(ExecutorEvent(kind, ti_id, try_number))
-            self._idle.append(conn)
+            if kind == "done":
+                del self._busy[conn]
+                self._idle.append(conn)
         except (EOFError, OSError):
+            del self._busy[conn]
             log.error("worker process %s died holding task instance %s",
                       self._pids.get(conn), workload.ti_id)
             self._events.append(ExecutorEvent("lost", workload.ti_id, workload.try_number))
@@ -147,6 +159,9 @@ class LocalExecutor(Executor):
                 os.waitpid(pid, 0)
             conn.close()
             self._spawn()
+
+    def pending_event_kinds(self) -> set[str]:
+        return {e.kind for e in self._events}
 
     def drain_events(self) -> list[ExecutorEvent]:
         events, self._events = self._events, []
