@@ -190,6 +190,9 @@ class TaskInstance(Base):
     # Token handed to the executor with the workload; only its holder may start the attempt.
     claim: Mapped[str | None] = mapped_column(String(64), nullable=True)
     queued_by_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A deferred task instance waits for this signal (SignalSensor) until defer_timeout_at.
+    defer_signal: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    defer_timeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class TaskAttempt(Base):
@@ -290,3 +293,76 @@ class Connection(Base):
     password: Mapped[str | None] = mapped_column(String(5000), nullable=True)
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+
+
+class Signal(Base):
+    """A named signal sent to a run (human approval, a webhook): delivered to the run's task
+    waiting for that name, or kept until one waits."""
+
+    __tablename__ = "signal"
+    __table_args__ = (Index("ix_signal_run_name", "run_pk", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    name: Mapped[str] = mapped_column(String(250))
+    payload: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_by: Mapped[str] = mapped_column(String(250))
+    consumed_by_ti_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """A side effect that happened (``scheduler.durable.once``), with its result."""
+
+    __tablename__ = "idempotency_record"
+
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    ti_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    try_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class User(Base):
+    """A person who logs in to the web UI (or owns API tokens)."""
+
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(250), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(20))  # admin | operator | viewer
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A token scripts use for the REST API; only its hash is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(250))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditLog(Base):
+    """Who did what from the UI, the API or the CLI (pause, trigger, clear, mark, signal...)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_when", "when"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    when: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(250))
+    action: Mapped[str] = mapped_column(String(100))
+    dag_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    detail: Mapped[Any] = mapped_column(JSONText, nullable=True)
