@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class HeadwaterError(Exception):
     """Base of every error Headwater raises on purpose."""
@@ -79,3 +81,29 @@ class TaskFailed(HeadwaterError):
 
     The message says what failed and how; the attempt ends ``failed`` or ``up_for_retry``.
     """
+
+
+class RescheduleRequested(HeadwaterError):  # noqa: N818 - a request, not a failure
+    """Raised by a sensor in ``reschedule`` mode whose condition is not met yet: the task
+    instance goes ``up_for_reschedule`` until ``at``, holding no worker slot meanwhile, and the
+    try is not used up."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(f"rescheduled to {at.isoformat()}")
+        self.at = at
+
+
+class DeferToSignal(HeadwaterError):  # noqa: N818 - a request, not a failure
+    """Raised by a task (``SignalSensor``) to park in ``deferred`` until the signal
+    ``signal_name`` is sent to its run, holding no worker slot and no process meanwhile.
+
+    ``timeout`` (seconds, None: wait forever) ends the wait as ``failed``, or ``skipped`` when
+    ``soft_fail``. The signal's payload becomes the task's ``return_value`` XCom.
+    """
+
+    def __init__(self, signal_name: str, timeout: float | None = None,
+                 soft_fail: bool = False) -> None:
+        super().__init__(f"waiting for signal {signal_name!r}")
+        self.signal_name = signal_name
+        self.timeout = timeout
+        self.soft_fail = soft_fail

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -48,6 +48,7 @@ log = logging.getLogger("headwater.scheduler")
 HOSTNAME = socket.gethostname()
 #: The loop looks at the store at least this often, for changes nobody woke it for.
 IDLE_WAKE_SECONDS = 1.0
+_WAITING_FOR_TIME = (TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value)
 
 
 def utcnow() -> datetime:
@@ -124,6 +125,9 @@ class Scheduler:
         run_pks: Collection[int] | None = None,
         parse: bool = True,
         job_kind: str = "scheduler",
+        job_id: int | None = None,
+        max_active_runs: int | None = None,
+        newest_first: bool = False,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -132,7 +136,12 @@ class Scheduler:
         self.run_pks = set(run_pks) if run_pks is not None else None
         self.parse = parse and run_pks is None
         self.job_kind = job_kind
-        self.job_id: int | None = None
+        # An existing Job row of this process (a backfill claims its runs with it before the
+        # loop starts); None: start() creates one.
+        self.job_id: int | None = job_id
+        # Overrides every DAG's max_active_runs, counted over this loop's runs only.
+        self.max_active_runs = max_active_runs
+        self.newest_first = newest_first
         self._versions: dict[int, SerializedDag] = {}
         self._stop = False
         self._processor: tuple[int, Connection] | None = None
@@ -145,12 +154,13 @@ class Scheduler:
 
     def start(self) -> None:
         now = self.clock()
-        with session_scope(self.engine) as session:
-            job = Job(kind=self.job_kind, hostname=HOSTNAME, pid=os.getpid(), state="running",
-                      start_date=now, latest_heartbeat=now)
-            session.add(job)
-            session.flush()
-            self.job_id = job.id
+        if self.job_id is None:
+            with session_scope(self.engine) as session:
+                job = Job(kind=self.job_kind, hostname=HOSTNAME, pid=os.getpid(),
+                          state="running", start_date=now, latest_heartbeat=now)
+                session.add(job)
+                session.flush()
+                self.job_id = job.id
         self.executor.start()
         if self.run_pks is None:
             self._wakeup = WakeupSocket(self.settings.home)
@@ -335,20 +345,23 @@ class Scheduler:
         with session_scope(self.engine) as session:
             queued = session.scalars(
                 select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter())
-                .order_by(DagRun.logical_date, DagRun.id)
+                .order_by(*((DagRun.logical_date.desc(), DagRun.id.desc()) if self.newest_first
+                            else (DagRun.logical_date, DagRun.id)))
             ).all()
             if not queued:
                 return
+            own = self._run_filter() if self.max_active_runs is not None else []
             running = dict(
                 session.execute(
                     select(DagRun.dag_id, func.count())
                     .where(DagRun.state == RunState.RUNNING.value,
-                           DagRun.dag_id.in_({r.dag_id for r in queued}))
+                           DagRun.dag_id.in_({r.dag_id for r in queued}), *own)
                     .group_by(DagRun.dag_id)
                 ).all()
             )
             for run in queued:
-                limit = self.version(session, run.version_id).max_active_runs
+                limit = (self.max_active_runs if self.max_active_runs is not None
+                         else self.version(session, run.version_id).max_active_runs)
                 if running.get(run.dag_id, 0) >= limit:
                     continue
                 running[run.dag_id] = running.get(run.dag_id, 0) + 1
@@ -393,7 +406,8 @@ class Scheduler:
             by_key = {(ti.task_id, ti.map_index): ti for ti in tis}
             views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
                                         ti.next_retry_at, ti.map_index) for ti in tis}
-            for tr in schedulable(sdag, views, now):
+            hold = self._past_not_done(session, run, sdag, views)
+            for tr in schedulable(sdag, views, now, hold=hold):
                 ti = by_key[(tr.task_id, tr.map_index)]
                 plan.transitions.append((ti.id, ti.state, tr.to_state, tr.reason))
                 views[ti.task_id] = TIView(ti.task_id, tr.to_state, ti.try_number,
@@ -409,13 +423,36 @@ class Scheduler:
             for ti in tis:
                 if ti.state == TaskState.SCHEDULED.value:
                     scheduled.append(ti)
-                elif ti.state == TaskState.UP_FOR_RETRY.value and ti.next_retry_at:
+                elif ti.state in _WAITING_FOR_TIME and ti.next_retry_at:
                     if plan.retry_due is None or ti.next_retry_at < plan.retry_due:
                         plan.retry_due = ti.next_retry_at
         if scheduled:
             plan.queue = self._choose(session, scheduled, plan.runs)
         self._starved = len(plan.queue) < len(scheduled)
         return plan
+
+    def _past_not_done(self, session: Session, run: DagRun, sdag: SerializedDag,
+                       views: dict[str, TIView]) -> set[str]:
+        """Tasks with ``depends_on_past`` whose instance in the DAG's previous run (by logical
+        date) has not ended in success or skipped: they wait (Airflow's rule)."""
+        waiting = [t.task_id for t in sdag.tasks
+                   if t.depends_on_past and views.get(t.task_id) is not None
+                   and views[t.task_id].state == TaskState.NONE]
+        if not waiting:
+            return set()
+        previous = session.scalar(
+            select(DagRun.id).where(DagRun.dag_id == run.dag_id,
+                                    DagRun.logical_date < run.logical_date)
+            .order_by(DagRun.logical_date.desc()).limit(1))
+        if previous is None:
+            return set()
+        done = set(session.scalars(select(TaskInstance.task_id).where(
+            TaskInstance.run_pk == previous, TaskInstance.task_id.in_(waiting),
+            TaskInstance.state.in_([TaskState.SUCCESS.value, TaskState.SKIPPED.value]))))
+        present = set(session.scalars(select(TaskInstance.task_id).where(
+            TaskInstance.run_pk == previous, TaskInstance.task_id.in_(waiting))))
+        # A task that did not exist in the previous run has no past to wait for.
+        return {t for t in waiting if t in present and t not in done}
 
     def _apply(self, session: Session, plan: _Plan, now: datetime,
                result: StepResult) -> list[commands.Workload]:
@@ -550,6 +587,15 @@ class Scheduler:
                 self._recover(session, ti, now,
                               f"no heartbeat for {self.settings.task_heartbeat_timeout:g} s")
             dead_jobs = self._dead_jobs(session, now)
+            if self.run_pks is None:
+                # Adopt the unfinished runs of backfills that died or stopped.
+                session.flush()
+                session.execute(
+                    update(DagRun).where(
+                        DagRun.claimed_by_job_id.in_(
+                            select(Job.id).where(Job.state.in_(["dead", "stopped"]))),
+                        DagRun.state.in_([RunState.QUEUED.value, RunState.RUNNING.value]))
+                    .values(claimed_by_job_id=None).execution_options(synchronize_session=False))
             mine = self.executor.running()
             orphans = session.scalars(
                 select(TaskInstance).join(DagRun, DagRun.id == TaskInstance.run_pk).where(

@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -31,10 +32,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from scheduler.config import Settings
-from scheduler.context import RuntimeTaskInstance, build_context
+from scheduler.context import CurrentTask, RuntimeTaskInstance, build_context, current_task
 from scheduler.core.serialized import SerializedDag
 from scheduler.core.states import TaskState
-from scheduler.errors import TaskSkipped, XComTooLarge
+from scheduler.errors import DeferToSignal, RescheduleRequested, TaskSkipped, XComTooLarge
 from scheduler.store import commands
 from scheduler.store.commands import Workload
 from scheduler.store.db import session_scope
@@ -196,6 +197,9 @@ class AttemptResult:
     outcome: TaskState
     xcoms: dict[str, Any]
     error: str | None
+    reschedule_at: datetime | None = None
+    #: for DEFERRED: {"signal": name, "timeout": seconds or None, "soft_fail": bool}
+    defer: dict[str, Any] | None = None
 
 
 def _execute(
@@ -233,6 +237,8 @@ def _execute(
     params.update(run.conf or {})
     context = build_context(dag=dag, task=task, run=run, ti_row=ti_row, ti=ti,
                             sessions=sessions, params=params)
+    current_task.set(CurrentTask(context["idempotency_key"], ti_row.id, w.try_number,
+                                 lambda: session_scope(engine)))
     result = AttemptResult(TaskState.FAILED, {}, None)
     try:
         from scheduler.templating import make_jinja_env
@@ -248,13 +254,24 @@ def _execute(
     except TaskSkipped as exc:
         result = AttemptResult(TaskState.SKIPPED, {}, str(exc) or "skipped")
         task_log.info("task skipped: %s", result.error)
+    except DeferToSignal as exc:
+        result = AttemptResult(TaskState.DEFERRED, {}, None, defer={
+            "signal": exc.signal_name, "timeout": exc.timeout, "soft_fail": exc.soft_fail})
+        task_log.info("deferred: waiting for signal %r (timeout %s)", exc.signal_name,
+                      exc.timeout)
+    except RescheduleRequested as exc:
+        result = AttemptResult(TaskState.UP_FOR_RESCHEDULE, {}, None, exc.at)
+        task_log.info("not yet: rescheduled to %s", exc.at.isoformat())
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything
         result = AttemptResult(TaskState.FAILED, {}, f"{type(exc).__name__}: {exc}")
         task_log.error("task failed: %s\n%s", result.error, traceback.format_exc())
     sys.stdout.flush()
     sys.stderr.flush()
-    conn.send_bytes(json.dumps({"outcome": result.outcome.value, "xcoms": result.xcoms,
-                                "error": result.error}).encode())
+    conn.send_bytes(json.dumps({
+        "outcome": result.outcome.value, "xcoms": result.xcoms, "error": result.error,
+        "reschedule_at": result.reschedule_at.isoformat() if result.reschedule_at else None,
+        "defer": result.defer,
+    }).encode())
     try:
         recorded = conn.recv_bytes().decode()
     except EOFError:
@@ -271,10 +288,23 @@ def _execute(
 
 
 def _record(engine: Engine, w: Workload, task: Any, result: AttemptResult) -> TaskState | None:
+    # Jitter spreads the retries of tasks that failed together (e.g. on a shared outage).
+    jitter = random.uniform(0.0, 0.2) if getattr(task, "retry_exponential_backoff", False) else 0.0
+    if result.outcome == TaskState.DEFERRED and result.defer is not None:
+        from datetime import timedelta
+
+        now, timeout = utcnow(), result.defer.get("timeout")
+        with session_scope(engine) as session:
+            return commands.defer_attempt(
+                session, ti_id=w.ti_id, try_number=w.try_number,
+                signal_name=result.defer["signal"], soft_fail=bool(result.defer["soft_fail"]),
+                timeout_at=None if timeout is None else now + timedelta(seconds=timeout),
+                now=now)
     with session_scope(engine) as session:
         return commands.finish_attempt(
             session, ti_id=w.ti_id, try_number=w.try_number, outcome=result.outcome,
-            task=task, xcoms=result.xcoms, error=result.error, now=utcnow())
+            task=task, xcoms=result.xcoms, error=result.error, now=utcnow(), jitter=jitter,
+            reschedule_at=result.reschedule_at)
 
 
 def _record_failure(engine: Engine, w: Workload, task: Any, reason: str) -> None:
@@ -403,8 +433,10 @@ def _watch(
                     payload = json.loads(conn.recv_bytes())
                 except EOFError:
                     break  # the child exited (after reporting, or without)
+                at = payload.get("reschedule_at")
                 result = AttemptResult(TaskState(payload["outcome"]), payload["xcoms"],
-                                       payload["error"])
+                                       payload["error"], datetime.fromisoformat(at) if at else None)
+                result.defer = payload.get("defer")
                 recorded = _record(engine, w, stask, result)
                 reported_at = time.monotonic()
                 if on_recorded:

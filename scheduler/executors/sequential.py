@@ -44,7 +44,8 @@ class SequentialExecutor(Executor):
         if self._pending:
             workload = self._pending.pop(0)
             supervise(workload, settings=self.settings, engine=self._engine, dags=self._dags)
-            # ("recorded" is implied: the attempt has ended when supervise returns.)
+            # The attempt has ended and is recorded when supervise returns.
+            self._events.append(ExecutorEvent("recorded", workload.ti_id, workload.try_number))
             self._events.append(ExecutorEvent("done", workload.ti_id, workload.try_number))
             return []
         return list(wait(list(extra), timeout=max(0.0, timeout))) if extra else _sleep(timeout)

@@ -27,7 +27,7 @@ from scheduler.core.states import (
     check_task_transition,
 )
 from scheduler.core.timetable import DataInterval
-from scheduler.store.models import DagRun, Event, TaskAttempt, TaskInstance, XCom
+from scheduler.store.models import DagRun, Event, Signal, TaskAttempt, TaskInstance, XCom
 
 SCHEDULER = "scheduler"
 WORKER = "worker"
@@ -127,7 +127,7 @@ def set_task_state(
         return
     check_task_transition(frm, to)
     ti.state = to.value
-    if to in FINISHED_TASK_STATES or to == TaskState.UP_FOR_RETRY:
+    if to in FINISHED_TASK_STATES or to in (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE):
         ti.end_date = now
         if ti.start_date is not None and to in (
                 TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY):
@@ -292,17 +292,24 @@ def start_attempt(
                     reason=f"attempt {ti.try_number} started on {hostname}", actor=WORKER)
     )
     session.execute(delete(XCom).where(XCom.ti_id == ti_id))
-    session.add(
-        TaskAttempt(
-            ti_id=ti_id,
-            try_number=ti.try_number,
-            state=TaskState.RUNNING.value,
-            start_date=now,
-            hostname=hostname,
-            pid=pid,
-            log_path=log_path,
+    # A rescheduled sensor pokes again within the same try: its attempt row goes on.
+    again = session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == ti.try_number)
+        .values(state=TaskState.RUNNING.value, end_date=None, hostname=hostname, pid=pid)
+        .execution_options(synchronize_session=False))
+    if cast(CursorResult[Any], again).rowcount == 0:
+        session.add(
+            TaskAttempt(
+                ti_id=ti_id,
+                try_number=ti.try_number,
+                state=TaskState.RUNNING.value,
+                start_date=now,
+                hostname=hostname,
+                pid=pid,
+                log_path=log_path,
+            )
         )
-    )
     return ti
 
 
@@ -318,11 +325,15 @@ def finish_attempt(
     now: datetime,
     actor: str = WORKER,
     jitter: float = 0.0,
+    reschedule_at: datetime | None = None,
 ) -> TaskState | None:
     """Record how an attempt ended, with its XComs, in one transaction.
 
-    ``outcome`` is SUCCESS, SKIPPED or FAILED; a failure becomes ``up_for_retry`` or
-    ``failed`` by the task's retry policy. Returns the task instance's new state, or None when
+    ``outcome`` is SUCCESS, SKIPPED, FAILED or UP_FOR_RESCHEDULE; a failure becomes
+    ``up_for_retry`` or ``failed`` by the task's retry policy; a reschedule (a sensor not
+    satisfied yet) waits until ``reschedule_at`` without using up the try. A branching task's
+    ``skipmixin_followed`` XCom skips its direct downstream tasks that were not chosen, in the
+    same transaction. Returns the task instance's new state, or None when
     the attempt no longer owns it (it was cleared, or declared a zombie meanwhile).
     """
     ti = session.get(TaskInstance, ti_id, populate_existing=True)
@@ -332,6 +343,9 @@ def finish_attempt(
         end = attempt_failed(task, _try_in_cycle(ti, task), now, error=error or "", jitter=jitter)
         to, reason = end.state, end.reason
         ti.next_retry_at = end.next_retry_at
+    elif outcome == TaskState.UP_FOR_RESCHEDULE:
+        to, reason = outcome, f"condition not met; poking again at {reschedule_at}"
+        ti.next_retry_at = reschedule_at or now
     else:
         to = outcome
         reason = "attempt succeeded" if outcome == TaskState.SUCCESS else (error or "skipped")
@@ -355,7 +369,26 @@ def finish_attempt(
         .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == try_number)
         .values(state=outcome.value, end_date=now, error=error)
     )
+    if to == TaskState.UP_FOR_RESCHEDULE:
+        ti.try_number -= 1  # the next poke is the same try
+    followed = xcoms.get("skipmixin_followed") if to == TaskState.SUCCESS else None
+    if isinstance(followed, list):
+        _skip_not_followed(session, ti, task, set(followed), now=now, actor=actor)
     return to
+
+
+def _skip_not_followed(session: Session, ti: TaskInstance, task: SerializedTask,
+                       followed: set[str], *, now: datetime, actor: str) -> None:
+    """Skip the direct downstream tasks a branch did not choose (trigger rules carry the skip
+    further down)."""
+    skip = [t for t in task.downstream if t not in followed]
+    if not skip:
+        return
+    for other in session.scalars(select(TaskInstance).where(
+            TaskInstance.run_pk == ti.run_pk, TaskInstance.task_id.in_(skip),
+            TaskInstance.state == TaskState.NONE.value)):
+        set_task_state(session, other, TaskState.SKIPPED, now=now,
+                       reason=f"branch {ti.task_id} did not follow it", actor=actor)
 
 
 def _try_in_cycle(ti: TaskInstance, task: SerializedTask) -> int:
@@ -424,3 +457,91 @@ def clear_task_instances(
 
 def ti_by_id(session: Session, ti_id: int) -> TaskInstance | None:
     return session.scalars(select(TaskInstance).where(TaskInstance.id == ti_id)).first()
+
+
+# -- durable execution: deferral to a signal, sagas ---------------------------------------------
+
+#: How a deferral's event reason ends; ``scheduler.signals`` reads it back to decide a timeout.
+ON_TIMEOUT_SKIP = "on timeout: skip"
+ON_TIMEOUT_FAIL = "on timeout: fail"
+
+
+def defer_attempt(
+    session: Session,
+    *,
+    ti_id: int,
+    try_number: int,
+    signal_name: str,
+    timeout_at: datetime | None,
+    soft_fail: bool,
+    now: datetime,
+    actor: str = WORKER,
+) -> TaskState | None:
+    """Park a running attempt in ``deferred`` until the signal ``signal_name`` reaches its run
+    (or ``timeout_at`` passes). The attempt stays open; no slot or process is held. Returns
+    ``DEFERRED``, or None when the attempt no longer owns the task instance."""
+    ti = session.get(TaskInstance, ti_id, populate_existing=True)
+    if ti is None or ti.state != TaskState.RUNNING.value or ti.try_number != try_number:
+        return None
+    until = f" until {timeout_at.isoformat()}" if timeout_at else ""
+    reason = (f"waiting for signal {signal_name!r}{until}; "
+              f"{ON_TIMEOUT_SKIP if soft_fail else ON_TIMEOUT_FAIL}")
+    set_task_state(session, ti, TaskState.DEFERRED, now=now, reason=reason, actor=actor)
+    ti.defer_signal = signal_name
+    ti.defer_timeout_at = timeout_at
+    ti.claim = None
+    ti.heartbeat_at = None
+    session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == try_number)
+        .values(state=TaskState.DEFERRED.value))
+    return TaskState.DEFERRED
+
+
+def resume_with_signal(
+    session: Session, ti: TaskInstance, signal: Signal, *, now: datetime, actor: str
+) -> None:
+    """Deliver ``signal`` to the deferred ``ti``: the signal is consumed, its payload becomes
+    the task's ``return_value`` XCom and the task instance ends ``success``."""
+    signal.consumed_by_ti_id = ti.id
+    signal.consumed_at = now
+    session.execute(delete(XCom).where(XCom.ti_id == ti.id, XCom.key == "return_value"))
+    session.add(XCom(ti_id=ti.id, run_pk=ti.run_pk, dag_id=ti.dag_id, run_id=ti.run_id,
+                     task_id=ti.task_id, map_index=ti.map_index, key="return_value",
+                     value=signal.payload, created_at=now))
+    set_task_state(session, ti, TaskState.SUCCESS, now=now,
+                   reason=f"signal {signal.name!r} received from {signal.sent_by}", actor=actor)
+    ti.defer_timeout_at = None
+    session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.ti_id == ti.id, TaskAttempt.try_number == ti.try_number)
+        .values(state=TaskState.SUCCESS.value, end_date=now))
+
+
+def end_deferral_on_timeout(
+    session: Session, ti: TaskInstance, *, soft_fail: bool, now: datetime
+) -> TaskState:
+    """A deferred task instance whose signal did not come in time: ``skipped`` when
+    ``soft_fail``, else ``failed`` (no retry: waiting again would not make the signal come)."""
+    to = TaskState.SKIPPED if soft_fail else TaskState.FAILED
+    why = f"signal {ti.defer_signal!r} did not arrive by {ti.defer_timeout_at}"
+    set_task_state(session, ti, to, now=now, reason=why, actor=SCHEDULER)
+    ti.defer_timeout_at = None
+    session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.ti_id == ti.id, TaskAttempt.try_number == ti.try_number)
+        .values(state=to.value, end_date=now, error=why))
+    return to
+
+
+def add_compensation_instances(
+    session: Session, run: DagRun, tasks: Iterable[SerializedTask]
+) -> list[TaskInstance]:
+    """Create the task instances of compensation ``tasks`` in ``run`` (state ``none``), skipping
+    those that exist already. Returns the created ones."""
+    existing = set(session.scalars(select(TaskInstance.task_id).where(
+        TaskInstance.run_pk == run.id)))
+    created = [_new_task_instance(run, t) for t in tasks if t.task_id not in existing]
+    session.add_all(created)
+    session.flush()
+    return created

@@ -188,8 +188,23 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
     with _migration_lock(engine):
         before = current_revision(engine)
+        _refuse_unknown(before)
         command.upgrade(_alembic_config(engine), "head")
     return before, head_revision()
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+
+
+def _refuse_unknown(revision: str | None) -> None:
+    if revision is not None and revision not in known_revisions():
+        raise StoreError(
+            f"the store's schema is at revision {revision}, which this Headwater does not know "
+            "(was it created by a newer Headwater?). Use that newer Headwater with this store, "
+            "or point [database] sql_alchemy_conn at another one")
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -199,6 +214,7 @@ def ensure_schema(engine: Engine) -> None:
         migrate(engine)
         return
     head = head_revision()
+    _refuse_unknown(current)
     if current != head:
         raise StoreError(
             f"the store's schema is at revision {current}, this Headwater needs {head}. "
