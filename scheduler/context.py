@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,7 +63,8 @@ class RuntimeTaskInstance:
         default: Any = None,
     ) -> Any:
         """Values pushed by tasks of this run. One task id gives its value (``default`` if it
-        pushed none); a list of ids gives a list in that order."""
+        pushed none); a list of ids gives a list in that order. A mapped task's value is the
+        list of its task instances' values, in map-index order."""
         single = isinstance(task_ids, str)
         ids: list[str] = [task_ids] if isinstance(task_ids, str) else list(
             task_ids or [self.task_id])
@@ -74,16 +77,27 @@ class RuntimeTaskInstance:
                 stmt = stmt.where(XCom.map_index.in_(idx))
             rows = session.execute(stmt.order_by(XCom.map_index)).all()
         by_task: dict[str, list[Any]] = {}
-        for task_id, _map_index, value in rows:
+        mapped: set[str] = set()
+        for task_id, map_index, value in rows:
             by_task.setdefault(task_id, []).append(value)
+            if map_index >= 0:
+                mapped.add(task_id)
 
         def one(tid: str) -> Any:
             values = by_task.get(tid)
             if not values:
                 return default
+            if tid in mapped and map_indexes is None:
+                return values
             return values[0] if len(values) == 1 else values
 
         return one(ids[0]) if single else [one(t) for t in ids]
+
+    def read_session(self) -> AbstractContextManager[Session]:
+        """A read-only session on the store, for task code that reads other runs (sensors).
+        ``session.get_bind()`` gives the engine, for the rare task that must write
+        (TriggerDagRunOperator)."""
+        return self._sessions()
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
@@ -138,6 +152,22 @@ class ConnectionAccessor:
         return self.get(conn_id)
 
 
+@dataclass(frozen=True)
+class CurrentTask:
+    """What :func:`scheduler.durable.once` needs of the attempt running in this process: its
+    idempotency key, its identity, and a factory of *writable* sessions on the store."""
+
+    idempotency_key: str
+    ti_id: int
+    try_number: int
+    write_sessions: SessionFactory
+
+
+#: Set by the worker in the attempt's own process before user code runs; None elsewhere.
+current_task: ContextVar[CurrentTask | None] = ContextVar("headwater_current_task",
+                                                          default=None)
+
+
 def idempotency_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     """Stable for a task instance across its retries (DESIGN.md, Durability)."""
     suffix = f"/{map_index}" if map_index >= 0 else ""
@@ -155,7 +185,7 @@ def build_context(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """The template/execute context of one attempt."""
-    from scheduler.templating import macros
+    from scheduler.templating import all_macros
 
     logical: datetime = run.logical_date
     start = run.data_interval_start or logical
@@ -182,7 +212,7 @@ def build_context(
         "conf": run.conf or {},
         "var": VariableAccessor(sessions),
         "conn": ConnectionAccessor(sessions),
-        "macros": macros,
+        "macros": all_macros(),
         "try_number": ti.try_number,
         "map_index": ti_row.map_index,
         "idempotency_key": idempotency_key(run.dag_id, run.run_id, ti_row.task_id,

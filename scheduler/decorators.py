@@ -239,33 +239,56 @@ class _TaskFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         self._check_arguments(args, kwargs)
+        return XComArg(self._make_operator(args, kwargs))
+
+    def _make_operator(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         options = dict(self.kwargs)
         dag_obj, group = resolve_dag_and_group(options.pop("dag", None),
                                                options.pop("task_group", None))
         label = options.pop("task_id", None) or self.function.__name__
         if options.get("doc_md") is None and self.function.__doc__:
             options["doc_md"] = inspect.cleandoc(self.function.__doc__)
-        operator = self.operator_class(
+        return self.operator_class(
             task_id=_unique_task_id(label, dag_obj, group), python_callable=self.function,
             op_args=list(args), op_kwargs=kwargs, dag=dag_obj, task_group=group, **options)
-        return XComArg(operator)
 
     def override(self, **kwargs: Any) -> _TaskFunction:
         """The same task function with other operator arguments (``task_id``, ``retries``...)."""
         return _TaskFunction(self.function, self.operator_class, {**self.kwargs, **kwargs})
 
-    def expand(self, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "dynamic task mapping (@task ... .expand()) is not supported yet; call the task "
-            "once per input in a loop instead")
+    def expand(self, **mapped: Any) -> XComArg:
+        """Add a mapped task: one task instance per element of the mapped arguments (lists,
+        dicts, or outputs of upstream tasks). Its output, passed to another task, is the list
+        of every instance's return value in map-index order."""
+        return self.partial().expand(**mapped)
 
-    def partial(self, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "dynamic task mapping (@task ... .partial()) is not supported yet; call the task "
-            "once per input in a loop instead")
+    def partial(self, **kwargs: Any) -> _PartialTaskFunction:
+        """Fix the arguments every mapped task instance shares; ``.expand(...)`` the rest."""
+        return _PartialTaskFunction(self, kwargs)
 
     def __repr__(self) -> str:
         return f"<@task {self.function.__name__}>"
+
+
+class _PartialTaskFunction:
+    def __init__(self, function: _TaskFunction, kwargs: dict[str, Any]) -> None:
+        self.function = function
+        self.kwargs = kwargs
+
+    def expand(self, **mapped: Any) -> XComArg:
+        from scheduler.core.mapping import check_mapped_values
+
+        loc = user_location()
+        check_mapped_values(mapped, fileloc=loc[0], lineno=loc[1])
+        clash = sorted(set(mapped) & set(self.kwargs))
+        if clash:
+            raise DagDefinitionError(
+                f"{', '.join(clash)} given to both partial() and expand()", fileloc=loc[0],
+                lineno=loc[1], hint="give each argument to only one of them")
+        self.function._check_arguments((), {**self.kwargs, **mapped})
+        operator = self.function._make_operator((), dict(self.kwargs))
+        operator._set_expand_input(mapped, "op_kwargs")
+        return XComArg(operator)
 
 
 class _TaskDecorator:

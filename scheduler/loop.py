@@ -23,25 +23,31 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from scheduler import sagas
 from scheduler.config import Settings
 from scheduler.core.decisions import (
     Candidate,
     TIView,
+    Transition,
+    Verdict,
+    evaluate_trigger_rule,
     pick_tasks_to_queue,
     run_outcome,
     schedulable,
 )
-from scheduler.core.serialized import SerializedDag
+from scheduler.core.mapping import aggregate_state, mapped_length
+from scheduler.core.serialized import SerializedDag, SerializedTask
 from scheduler.core.states import FINISHED_TASK_STATES, RunState, TaskState
 from scheduler.core.timetable import DataInterval
 from scheduler.executors.base import Executor
+from scheduler.signals import deliver_due
 from scheduler.store import commands
 from scheduler.store import dags as dag_store
-from scheduler.store.db import session_scope
-from scheduler.store.models import DagModel, DagRun, DagVersion, Job, Pool, TaskInstance
+from scheduler.store.db import backoff_delays, is_disconnect, session_scope
+from scheduler.store.models import DagModel, DagRun, DagVersion, Job, Pool, TaskInstance, XCom
 from scheduler.wakeup import WakeupSocket
 
 log = logging.getLogger("headwater.scheduler")
@@ -66,6 +72,8 @@ class _Plan:
     finishing: dict[int, RunState | None] = field(default_factory=dict)
     queue: list[int] = field(default_factory=list)
     retry_due: datetime | None = None
+    # (placeholder task instance id, how many instances the mapped task gets)
+    expansions: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -226,8 +234,19 @@ class Scheduler:
             extra.append(self._wakeup)
         if self._processor:
             extra.append(self._processor[1])
+        store_backoff = backoff_delays()
         while not self._stop:
-            result = self.step()
+            try:
+                result = self.step()
+            except DBAPIError as exc:
+                if not is_disconnect(exc):
+                    raise
+                delay = next(store_backoff)
+                log.warning("the store is unreachable (%s); next step in %.1f s",
+                            str(exc.orig or exc).strip().splitlines()[0][:200], delay)
+                time.sleep(delay)
+                continue
+            store_backoff = backoff_delays()
             if until is not None and until():
                 break
             deadline = time.monotonic() + result.next_wake
@@ -262,7 +281,12 @@ class Scheduler:
             if due is not None and due > now:
                 result.next_wake = min(result.next_wake, (due - now).total_seconds())
         self._start_queued_runs(now)
+        deliver_due(self.engine, now, run_filter=self._run_filter())
         retry_due = self._schedule(now, result)
+        for workload in sagas.advance_sagas(self.engine, self.version, now,
+                                            run_filter=self._run_filter(), job_id=self.job_id,
+                                            free_slots=self.executor.free_slots()):
+            self.executor.queue_workload(workload)
         if retry_due is not None:
             result.next_wake = min(result.next_wake, max(0.0, (retry_due - now).total_seconds()))
         self._housekeeping(now)
@@ -291,7 +315,7 @@ class Scheduler:
             due_dags = session.scalars(
                 select(DagModel).where(
                     DagModel.is_active, ~DagModel.is_paused, DagModel.next_run_after <= now
-                )
+                ).with_for_update(skip_locked=True)  # another scheduler has it: skip (PG)
             ).all()
             for dag in due_dags:
                 active = session.scalar(
@@ -342,11 +366,14 @@ class Scheduler:
             if session.scalar(select(DagRun.id).where(
                     DagRun.state == RunState.QUEUED.value, *self._run_filter()).limit(1)) is None:
                 return
+            if self.max_active_runs is not None and self._runs_at_limit(session):
+                return
         with session_scope(self.engine) as session:
             queued = session.scalars(
                 select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter())
                 .order_by(*((DagRun.logical_date.desc(), DagRun.id.desc()) if self.newest_first
                             else (DagRun.logical_date, DagRun.id)))
+                .with_for_update(skip_locked=True)
             ).all()
             if not queued:
                 return
@@ -368,6 +395,17 @@ class Scheduler:
                 commands.set_run_state(session, run, RunState.RUNNING, now=now,
                                        reason="started", actor=commands.SCHEDULER)
 
+    def _runs_at_limit(self, session: Session) -> bool:
+        """Whether every DAG with queued runs of this loop already has ``max_active_runs`` of
+        this loop's runs running (cheap counts, so a full loop does not load the queue)."""
+        own = self._run_filter()
+        waiting = session.scalars(select(DagRun.dag_id).where(
+            DagRun.state == RunState.QUEUED.value, *own).distinct()).all()
+        running = dict(session.execute(select(DagRun.dag_id, func.count()).where(
+            DagRun.state == RunState.RUNNING.value, *own).group_by(DagRun.dag_id)).all())
+        assert self.max_active_runs is not None
+        return all(running.get(d, 0) >= self.max_active_runs for d in waiting)
+
     def _schedule(self, now: datetime, result: StepResult) -> datetime | None:
         """Advance every running run; queue what is ready. Returns when a retry is next due.
 
@@ -381,7 +419,7 @@ class Scheduler:
             plan = self._plan(session, now)
         if plan is None:
             return None
-        if plan.transitions or plan.finishing or plan.queue:
+        if plan.transitions or plan.finishing or plan.queue or plan.expansions:
             with session_scope(self.engine) as session:
                 workloads = self._apply(session, plan, now, result)
             for workload in workloads:
@@ -404,16 +442,24 @@ class Scheduler:
             sdag = self.version(session, run.version_id)
             tis = tis_by_run[run.id]
             by_key = {(ti.task_id, ti.map_index): ti for ti in tis}
-            views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
-                                        ti.next_retry_at, ti.map_index) for ti in tis}
+            views = _views(tis)
             hold = self._past_not_done(session, run, sdag, views)
             for tr in schedulable(sdag, views, now, hold=hold):
                 ti = by_key[(tr.task_id, tr.map_index)]
+                task = sdag.task_dict[tr.task_id]
+                if task.is_mapped and tr.to_state == TaskState.SCHEDULED and ti.map_index < 0:
+                    count = self._mapped_length(session, run, task)
+                    if count > 0:
+                        plan.expansions.append((ti.id, count))
+                        views[ti.task_id] = TIView(ti.task_id, TaskState.SCHEDULED)
+                        continue
+                    tr = Transition(tr.task_id, TaskState.SKIPPED, "mapped over an empty input")
                 plan.transitions.append((ti.id, ti.state, tr.to_state, tr.reason))
                 views[ti.task_id] = TIView(ti.task_id, tr.to_state, ti.try_number,
                                            ti.next_retry_at, ti.map_index)
                 if tr.to_state == TaskState.SCHEDULED:
                     scheduled.append(ti)
+            scheduled.extend(self._mapped_instances_due(sdag, tis, views, now, plan))
             if self._timed_out(run, sdag, now):
                 plan.finishing[run.id] = None
                 continue
@@ -430,6 +476,48 @@ class Scheduler:
             plan.queue = self._choose(session, scheduled, plan.runs)
         self._starved = len(plan.queue) < len(scheduled)
         return plan
+
+    def _mapped_length(self, session: Session, run: DagRun, task: SerializedTask) -> int:
+        def xcom_value(task_id: str, key: str) -> Any:
+            rows = session.scalars(select(XCom.value).where(
+                XCom.run_pk == run.id, XCom.task_id == task_id, XCom.key == key)
+                .order_by(XCom.map_index)).all()
+            return rows[0] if len(rows) == 1 else (list(rows) if rows else None)
+
+        try:
+            return mapped_length(task.expand, xcom_value)
+        except TypeError as exc:
+            log.error("cannot map %s of run %s: %s", task.task_id, run.run_id, exc)
+            return 0
+
+    def _mapped_instances_due(self, sdag: SerializedDag, tis: list[TaskInstance],
+                              views: dict[str, TIView], now: datetime,
+                              plan: _Plan) -> list[TaskInstance]:
+        """Mapped task instances move on their own: a retry or reschedule that is due, or one
+        reset by a clear whose upstream tasks allow it."""
+        due: list[TaskInstance] = []
+        for ti in tis:
+            if ti.map_index < 0:
+                continue
+            to: TaskState | None = None
+            reason = ""
+            if ti.state in _WAITING_FOR_TIME and (ti.next_retry_at is None
+                                                  or ti.next_retry_at <= now):
+                to, reason = TaskState.SCHEDULED, "retry delay elapsed"
+            elif ti.state == TaskState.NONE.value:
+                task = sdag.task_dict.get(ti.task_id)
+                if task is None:
+                    continue
+                verdict = evaluate_trigger_rule(
+                    task.trigger_rule, [views[u].state for u in task.upstream if u in views])
+                to = {Verdict.READY: TaskState.SCHEDULED, Verdict.SKIP: TaskState.SKIPPED,
+                      Verdict.UPSTREAM_FAILED: TaskState.UPSTREAM_FAILED}.get(verdict)
+                reason = f"trigger rule {task.trigger_rule}: {verdict.value}"
+            if to is not None:
+                plan.transitions.append((ti.id, ti.state, to, reason))
+                if to == TaskState.SCHEDULED:
+                    due.append(ti)
+        return due
 
     def _past_not_done(self, session: Session, run: DagRun, sdag: SerializedDag,
                        views: dict[str, TIView]) -> set[str]:
@@ -457,13 +545,22 @@ class Scheduler:
     def _apply(self, session: Session, plan: _Plan, now: datetime,
                result: StepResult) -> list[commands.Workload]:
         ids = {t[0] for t in plan.transitions} | set(plan.queue)
+        # Rows another scheduler is changing are skipped (PostgreSQL; SQLite has one writer):
+        # they are left for the next step, like rows that moved since the snapshot.
         rows = {ti.id: ti for ti in session.scalars(
-            select(TaskInstance).where(TaskInstance.id.in_(ids)))} if ids else {}
+            select(TaskInstance).where(TaskInstance.id.in_(ids))
+            .with_for_update(skip_locked=True))} if ids else {}
         for ti_id, seen, to, reason in plan.transitions:
             ti = rows.get(ti_id)
             if ti is not None and ti.state == seen:
                 commands.set_task_state(session, ti, to, now=now, reason=reason,
                                         actor=commands.SCHEDULER)
+        for placeholder_id, count in plan.expansions:
+            placeholder = session.get(TaskInstance, placeholder_id)
+            if (placeholder is not None and placeholder.state == TaskState.NONE.value
+                    and placeholder.map_index < 0):
+                commands.expand_mapped(session, placeholder, count, now=now)
+                result.next_wake = 0.0  # queue the new task instances in the next step
         for run_pk in plan.finishing:
             self._finish_run(session, run_pk, now, result)
         to_queue = [rows[i] for i in plan.queue
@@ -485,7 +582,7 @@ class Scheduler:
                     result: StepResult) -> None:
         """Decide the run's end again on the current rows (a user may have cleared a task
         since the snapshot) and record it."""
-        run = session.get(DagRun, run_pk)
+        run = session.get(DagRun, run_pk, with_for_update={"skip_locked": True})
         if run is None or run.state != RunState.RUNNING.value:
             return
         sdag = self.version(session, run.version_id)
@@ -494,12 +591,14 @@ class Scheduler:
             self._fail_run_on_timeout(session, run, tis, sdag, now)
             result.finished_runs += 1
             return
-        views = {ti.task_id: TIView(ti.task_id, TaskState(ti.state), ti.try_number,
-                                    ti.next_retry_at, ti.map_index) for ti in tis}
-        outcome = run_outcome(sdag, views)
+        outcome = run_outcome(sdag, _views(tis))
         if outcome is not None:
-            commands.set_run_state(session, run, outcome, now=now,
-                                   reason="decided by its leaf tasks", actor=commands.SCHEDULER)
+            reason = "decided by its leaf tasks"
+            # A failed run with succeeded steps to undo goes compensating instead (sagas.py).
+            if outcome != RunState.FAILED or not sagas.begin_compensation(
+                    session, run, sdag, tis, now=now, reason=reason):
+                commands.set_run_state(session, run, outcome, now=now, reason=reason,
+                                       actor=commands.SCHEDULER)
             result.finished_runs += 1
 
     def _timed_out(self, run: DagRun, sdag: SerializedDag, now: datetime) -> bool:
@@ -552,7 +651,7 @@ class Scheduler:
             return
         with session_scope(self.engine) as session:
             for event in lost:
-                ti = session.get(TaskInstance, event.ti_id)
+                ti = session.get(TaskInstance, event.ti_id, with_for_update={"skip_locked": True})
                 if ti is None or ti.try_number != event.try_number:
                     continue
                 self._recover(session, ti, now, "its worker process died")
@@ -582,6 +681,7 @@ class Scheduler:
                 select(TaskInstance).join(DagRun, DagRun.id == TaskInstance.run_pk).where(
                     TaskInstance.state == TaskState.RUNNING.value,
                     TaskInstance.heartbeat_at < stale_before, *self._run_filter())
+                .with_for_update(skip_locked=True, of=TaskInstance)
             ).all()
             for ti in zombies:
                 self._recover(session, ti, now,
@@ -600,6 +700,9 @@ class Scheduler:
             orphans = session.scalars(
                 select(TaskInstance).join(DagRun, DagRun.id == TaskInstance.run_pk).where(
                     TaskInstance.state == TaskState.QUEUED.value, *self._run_filter())
+                # Locked, so a worker's claim (a conditional UPDATE) and our requeue of the
+                # same row cannot interleave: one of them sees the other's result.
+                .with_for_update(skip_locked=True, of=TaskInstance)
             ).all()
             for ti in orphans:
                 owner = ti.queued_by_job_id
@@ -618,6 +721,23 @@ class Scheduler:
                 dead.add(job.id)
         dead.update(session.scalars(select(Job.id).where(Job.state.in_(["dead", "stopped"]))))
         return dead
+
+
+def _views(tis: list[TaskInstance]) -> dict[str, TIView]:
+    """What the decisions see of a run's task instances: one view per task, a mapped task's
+    instances folded into one state (core.mapping.aggregate_state)."""
+    by_task: dict[str, list[TaskInstance]] = defaultdict(list)
+    for ti in tis:
+        by_task[ti.task_id].append(ti)
+    views: dict[str, TIView] = {}
+    for task_id, items in by_task.items():
+        if len(items) == 1 and items[0].map_index < 0:
+            ti = items[0]
+            views[task_id] = TIView(task_id, TaskState(ti.state), ti.try_number,
+                                    ti.next_retry_at, ti.map_index)
+        else:
+            views[task_id] = TIView(task_id, aggregate_state([ti.state for ti in items]))
+    return views
 
 
 def trigger_run(

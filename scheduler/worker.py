@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.config import Settings
 from scheduler.context import CurrentTask, RuntimeTaskInstance, build_context, current_task
+from scheduler.core.mapping import bind_mapped_arguments
 from scheduler.core.serialized import SerializedDag
 from scheduler.core.states import TaskState
 from scheduler.errors import DeferToSignal, RescheduleRequested, TaskSkipped, XComTooLarge
@@ -243,6 +244,7 @@ def _execute(
     try:
         from scheduler.templating import make_jinja_env
 
+        bind_mapped_arguments(task, context, w.map_index)
         task.render_template_fields(context, make_jinja_env(dag))
         value = task.execute(context)
         pushed = dict(ti.pushed)

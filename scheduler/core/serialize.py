@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from scheduler.core.mapping import serialize_expand_input
+
 if TYPE_CHECKING:
     from scheduler.core.dag import DAG, TaskGroup
     from scheduler.core.taskgraph import TaskNode
@@ -102,6 +104,7 @@ def serialize_task(task: TaskNode) -> dict[str, Any]:
             "on_failure": t.on_failure_callback is not None,
             "on_retry": t.on_retry_callback is not None,
         },
+        "expand": serialize_expand_input(getattr(t, "expand_input", None) or {}),
     }
 
 

@@ -52,6 +52,12 @@ class SerializedTask:
     # Saga: the task this one undoes (it runs only when a run fails), and this task's undoer.
     compensates: str | None = None
     compensate: str | None = None
+    # Dynamic task mapping: per mapped argument, {"length": n} or {"xcom": {task_id, key}}.
+    expand: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def is_mapped(self) -> bool:
+        return bool(self.expand)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedTask:
@@ -78,6 +84,7 @@ class SerializedTask:
             lineno=d.get("lineno"),
             compensates=d.get("compensates"),
             compensate=d.get("compensate"),
+            expand=dict(d.get("expand") or {}),
         )
 
 

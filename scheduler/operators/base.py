@@ -204,6 +204,13 @@ class BaseOperator(TaskNode, metaclass=_OperatorMeta):
                 if arg.operator is not self:
                     self.set_upstream(arg.operator)
 
+    def _set_expand_input(self, mapped: Mapping[str, Any], target: str) -> None:
+        self.expand_input = dict(mapped)
+        self.expand_target = target
+        for arg in _find_xcomargs(self.expand_input):
+            if arg.operator is not self:
+                self.set_upstream(arg.operator)
+
     def _on_attached(self) -> None:
         comp = self.compensate
         if comp is None or self.compensate_task_id is not None or self._dag is None:
@@ -287,11 +294,20 @@ class BaseOperator(TaskNode, metaclass=_OperatorMeta):
     def on_kill(self) -> None:
         """Called when the attempt is stopped (timeout, user action): release what it holds."""
 
+    #: Dynamic task mapping: the mapped arguments (name -> list, dict or XComArg), and where
+    #: each task instance's element goes ("attrs": operator attributes; "op_kwargs": the
+    #: keyword arguments of a @task function). Empty for an ordinary task.
+    expand_input: Mapping[str, Any] = {}
+    expand_target: str = "attrs"
+
+    @property
+    def is_mapped(self) -> bool:
+        return bool(self.expand_input)
+
     @classmethod
-    def partial(cls, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "dynamic task mapping (.partial/.expand) is not supported yet; create one task per "
-            "input in a loop instead")
+    def partial(cls, **kwargs: Any) -> _PartialOperator:
+        """Fix the arguments every mapped task instance shares; ``.expand(...)`` the rest."""
+        return _PartialOperator(cls, kwargs)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> BaseOperator:
         # The worker copies a task before rendering it; the DAG and group stay shared.
@@ -382,7 +398,9 @@ class XComArg(DependencyMixin, templating.Resolvable):
         return self
 
     def expand(self, **kwargs: Any) -> Any:
-        raise NotImplementedError("dynamic task mapping (.expand) is not supported yet")
+        raise TypeError("expand() is called on a task function or a partial operator, not on "
+                        "a task's output: write my_task.expand(x=upstream()) or "
+                        "MyOperator.partial(...).expand(x=upstream())")
 
     def __repr__(self) -> str:
         return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
@@ -396,3 +414,32 @@ def _find_xcomargs(value: Any) -> list[XComArg]:
     if isinstance(value, Mapping):
         return [a for item in value.values() for a in _find_xcomargs(item)]
     return []
+
+
+class _PartialOperator:
+    """``SomeOperator.partial(**shared)``: waits for ``.expand(**mapped)``."""
+
+    def __init__(self, operator_class: type[BaseOperator], kwargs: Mapping[str, Any]) -> None:
+        self.operator_class = operator_class
+        self.kwargs = dict(kwargs)
+
+    def expand(self, **mapped: Any) -> BaseOperator:
+        """Add the mapped task: one task instance per element of the mapped arguments."""
+        from scheduler.core.mapping import check_mapped_values
+
+        loc = user_location()
+        check_mapped_values(mapped, fileloc=loc[0], lineno=loc[1])
+        clash = sorted(set(mapped) & set(self.kwargs))
+        if clash:
+            raise DagDefinitionError(
+                f"{', '.join(clash)} given to both partial() and expand()",
+                fileloc=loc[0], lineno=loc[1], hint="give each argument to only one of them")
+        # Until a task instance gets its element, a mapped argument holds its first literal
+        # element (or None), so the operator's own checks see a value of the right shape.
+        placeholders: dict[str, Any] = {
+            name: (value[0] if isinstance(value, list | tuple) and value else None)
+            for name, value in mapped.items()
+        }
+        operator = self.operator_class(**self.kwargs, **placeholders)
+        operator._set_expand_input(mapped, "attrs")
+        return operator

@@ -240,6 +240,29 @@ def queue_task_instances(
     return workloads
 
 
+def expand_mapped(session: Session, placeholder: TaskInstance, count: int, *, now: datetime
+                  ) -> list[TaskInstance]:
+    """Turn a mapped task's placeholder (map index -1) into ``count`` scheduled task
+    instances, map indexes 0..count-1 (the placeholder becomes index 0)."""
+    reason = f"mapped into {count} task instance{'s' if count != 1 else ''}"
+    placeholder.map_index = 0
+    made = [placeholder]
+    for index in range(1, count):
+        ti = TaskInstance(
+            run_pk=placeholder.run_pk, dag_id=placeholder.dag_id, run_id=placeholder.run_id,
+            task_id=placeholder.task_id, map_index=index, state=TaskState.NONE.value,
+            try_number=0, max_tries=placeholder.max_tries, operator=placeholder.operator,
+            pool=placeholder.pool, pool_slots=placeholder.pool_slots,
+            priority_weight=placeholder.priority_weight, queue=placeholder.queue)
+        session.add(ti)
+        made.append(ti)
+    session.flush()
+    for ti in made:
+        set_task_state(session, ti, TaskState.SCHEDULED, now=now, reason=reason,
+                       actor=SCHEDULER)
+    return made
+
+
 def requeue_lost(session: Session, ti: TaskInstance, *, now: datetime, reason: str) -> None:
     """Give back a ``queued`` task instance whose workload never started (its scheduler or
     executor died): back to ``scheduled``, the try it was about to start undone."""

@@ -390,15 +390,40 @@ def test_taskflow_checks_arguments_when_called() -> None:
             needs()
 
 
-def test_expand_and_partial_are_not_supported_yet() -> None:
+def test_expand_wires_the_mapped_input_and_serializes_how_to_count_instances() -> None:
+    from scheduler.core.serialize import serialize_dag
+
+    with DAG("m", start_date=START) as d:
+        @task
+        def numbers() -> list[int]:
+            return [1, 2]
+
+        @task
+        def mapped(x: int, y: int) -> int:
+            return x + y
+
+        out = mapped.partial(y=1).expand(x=numbers())
+        BashOperator.partial(task_id="echo").expand(bash_command=["echo a", "echo b", "c"])
+    assert d.task_dict["mapped"].upstream_task_ids == {"numbers"}
+    assert out.operator.is_mapped
+    tasks = {t["task_id"]: t for t in serialize_dag(d)["tasks"]}
+    assert tasks["mapped"]["expand"] == {
+        "x": {"xcom": {"task_id": "numbers", "key": "return_value"}}}
+    assert tasks["echo"]["expand"] == {"bash_command": {"length": 3}}
+    assert tasks["numbers"]["expand"] == {}
+
+
+def test_expand_refuses_what_cannot_be_mapped_over_with_file_and_line() -> None:
     @task
     def mapped(x: int) -> int:
         return x
 
-    with pytest.raises(NotImplementedError, match="expand"):
-        mapped.expand(x=[1, 2])
-    with pytest.raises(NotImplementedError, match="partial"):
-        mapped.partial(x=1)
+    with DAG("bad_map", start_date=START):
+        with pytest.raises(DagDefinitionError, match="cannot be mapped over") as err:
+            mapped.expand(x=5)
+        assert err.value.fileloc == __file__ and err.value.lineno
+        with pytest.raises(DagDefinitionError, match="both partial"):
+            mapped.partial(x=1).expand(x=[1])
 
 
 def test_dag_decorator_builds_a_dag_with_params_from_the_signature() -> None:
