@@ -157,6 +157,8 @@ class Scheduler:
         self._last_housekeeping = 0.0
         # The last step left scheduled task instances without an executor slot.
         self._starved = False
+        # DAG callbacks of runs finished in this step, queued once the step has committed.
+        self._callbacks: list[commands.Workload] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -420,9 +422,10 @@ class Scheduler:
         if plan is None:
             return None
         if plan.transitions or plan.finishing or plan.queue or plan.expansions:
+            self._callbacks.clear()
             with session_scope(self.engine) as session:
                 workloads = self._apply(session, plan, now, result)
-            for workload in workloads:
+            for workload in [*workloads, *self._callbacks]:
                 self.executor.queue_workload(workload)
         return plan.retry_due
 
@@ -593,6 +596,7 @@ class Scheduler:
             return
         outcome = run_outcome(sdag, _views(tis))
         if outcome is not None:
+            self._callback_due(run, sdag, outcome)
             reason = "decided by its leaf tasks"
             # A failed run with succeeded steps to undo goes compensating instead (sagas.py).
             if outcome != RunState.FAILED or not sagas.begin_compensation(
@@ -600,6 +604,15 @@ class Scheduler:
                 commands.set_run_state(session, run, outcome, now=now, reason=reason,
                                        actor=commands.SCHEDULER)
             result.finished_runs += 1
+
+    def _callback_due(self, run: DagRun, sdag: SerializedDag, outcome: RunState) -> None:
+        """Queue the DAG's on_success/on_failure callback of a finished run: it is user code,
+        so a worker runs it, after the run's state is committed."""
+        which = {RunState.SUCCESS: "on_success", RunState.FAILED: "on_failure"}.get(outcome)
+        if which and (sdag.raw.get("has_callbacks") or {}).get(which):
+            self._callbacks.append(commands.Workload(
+                ti_id=0, dag_id=run.dag_id, run_id=run.run_id, task_id="", map_index=-1,
+                try_number=0, version_id=run.version_id, claim="", callback=which))
 
     def _timed_out(self, run: DagRun, sdag: SerializedDag, now: datetime) -> bool:
         return (sdag.dagrun_timeout is not None and run.start_date is not None

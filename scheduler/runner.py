@@ -34,16 +34,28 @@ def drive_runs(
     *,
     executor: str = "sequential",
     on_step: Callable[[], None] | None = None,
+    job_id: int | None = None,
+    job_kind: str = "runner",
+    max_active_runs: int | None = None,
+    newest_first: bool = False,
 ) -> dict[int, RunState]:
-    """Run the loop over ``run_pks`` until each has finished; return their end states."""
+    """Run the loop over ``run_pks`` until each has finished; return their end states.
+
+    ``on_step`` is called after every step of the loop (keep it cheap). ``job_id`` is an
+    existing Job row of this process to heartbeat (a backfill claims its runs with it first);
+    None creates one of ``job_kind``. ``max_active_runs`` overrides the DAGs' limit, counted
+    over these runs only; ``newest_first`` starts the newest queued run first.
+    """
     loop = Scheduler(settings, engine, make_executor(settings, executor), run_pks=run_pks,
-                     parse=False, job_kind="runner")
+                     parse=False, job_kind=job_kind, job_id=job_id,
+                     max_active_runs=max_active_runs, newest_first=newest_first)
     loop.start()
 
     def done() -> bool:
         if on_step:
             on_step()
-        return unfinished(engine, run_pks) == 0
+        # Also wait for what the executor still holds (a finished run's DAG callback).
+        return unfinished(engine, run_pks) == 0 and not loop.executor.running()
 
     try:
         loop.run(until=done)

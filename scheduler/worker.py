@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -342,6 +343,9 @@ def supervise(
     """
     from scheduler.core.serialized import SerializedTask
 
+    if w.callback:
+        _run_dag_callback(w, settings, engine, dags)
+        return None
     try:
         loaded = dags.get(w.version_id, w.dag_id)
     except BaseException as exc:  # noqa: BLE001
@@ -475,3 +479,54 @@ def _watch(
         if on_recorded:
             on_recorded(recorded)
     return recorded
+
+
+def _run_dag_callback(w: Workload, settings: Settings, engine: Engine, dags: DagCache) -> None:
+    """Run a DAG's ``on_success_callback`` / ``on_failure_callback`` for a finished run, in a
+    child process (it is user code), logging to ``dag_callback.log`` beside the run's task
+    logs. A failing callback is logged; it never changes the run."""
+    try:
+        loaded = dags.get(w.version_id, w.dag_id)
+    except BaseException as exc:  # noqa: BLE001
+        log.error("could not load DAG %s for its %s callback: %s", w.dag_id, w.callback, exc)
+        return
+    callbacks = getattr(loaded.dag, f"{w.callback}_callback", None)
+    if not callbacks:
+        return
+    with session_scope(engine, readonly=True) as session:
+        run = session.scalars(select(DagRun).where(
+            DagRun.dag_id == w.dag_id, DagRun.run_id == w.run_id)).first()
+    if run is None:
+        return
+    safe = [f"dag_id={w.dag_id}", f"run_id={w.run_id}"]
+    log_path = Path(settings.base_log_folder).joinpath(
+        *[p.replace("/", "_").replace("..", "_") for p in safe], "dag_callback.log")
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            engine.dispose(close=False)
+            _setup_task_logging(log_path)
+            logging.getLogger("headwater.task").info("running the DAG's %s callback", w.callback)
+            context = {"dag": loaded.dag, "dag_run": run, "run_id": run.run_id,
+                       "logical_date": run.logical_date,
+                       "ds": run.logical_date.strftime("%Y-%m-%d"),
+                       "reason": "success" if w.callback == "on_success" else "failed",
+                       "params": dict(run.conf or {})}
+            _run_callbacks(callbacks, context)
+        except BaseException:  # noqa: BLE001
+            code = 1
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + CALLBACK_TIMEOUT
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        time.sleep(0.01)
+    log.error("the %s callback of %s ran longer than %s s; stopping it", w.callback, w.dag_id,
+              CALLBACK_TIMEOUT)
+    if _stop_child(pid) is None:
+        os.waitpid(pid, 0)

@@ -47,6 +47,8 @@ class Workload:
     claim: str
     queue: str = "default"
     execution_timeout: float | None = None
+    #: "on_success" / "on_failure": run the DAG's callback for the run (ti_id is 0)
+    callback: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -164,3 +164,34 @@ def test_a_rescheduled_task_pokes_again_later_without_using_up_a_try(
     assert hw(env, "xcom", "get", "resched", run["run_id"], "wait").stdout.strip() == "3"
     history = hw(env, "tasks", "logs", "resched", run["run_id"], "wait").stdout
     assert history.count("rescheduled to") == 2
+
+
+def test_task_and_dag_callbacks_run_with_the_outcome(env, home, write_dag) -> None:
+    calls = home / "calls"
+    write_dag("callbacks.py", f"""
+        from datetime import datetime, timedelta
+        from pathlib import Path
+        from scheduler import DAG
+        from scheduler.operators import BashOperator, EmptyOperator
+
+        def note(what):
+            def callback(context):
+                with open({str(calls)!r}, "a") as fh:
+                    fh.write(f"{{what}} {{context['dag_run'].run_id}}\\n")
+            return callback
+
+        with DAG("callbacks", schedule=None, start_date=datetime(2024, 1, 1),
+                 on_failure_callback=note("dag_failed"), on_success_callback=note("dag_ok")):
+            EmptyOperator(task_id="fine", on_success_callback=note("task_ok"))
+            BashOperator(task_id="broken", bash_command="exit 1", retries=1,
+                         retry_delay=timedelta(0), on_retry_callback=note("task_retry"),
+                         on_failure_callback=note("task_failed"))
+    """)
+    proc = hw(env, "dags", "test", "callbacks", "--output", "json", check=False)
+    assert proc.returncode == 1
+    import json
+
+    run = json.loads(proc.stdout)
+    lines = sorted(calls.read_text().splitlines())
+    assert lines == sorted(f"{w} {run['run_id']}" for w in
+                           ("task_ok", "task_retry", "task_failed", "dag_failed"))
