@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HEADWATER_HOME ?= $(CURDIR)/.headwater
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,18 @@ run: setup
 	HEADWATER__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	$(BIN)/headwater standalone
 
-test: setup
+# Browser tests drive Debian's chromium (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: setup chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy scheduler webui
 	$(BIN)/python -m pytest
+	# The store and end-to-end suites again on PostgreSQL (a database per test, dropped after).
+	HEADWATER_TEST_DB=postgresql $(BIN)/python -m pytest -p tests.prod.pgstore tests/e2e tests/store
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,177 +1,166 @@
-"""Workloads: each builds DAG files in a temporary HEADWATER_HOME, runs the real scheduler as a
-separate process, and reads its figures from the store's own timestamps."""
+"""Workloads that run pipelines: a real ``headwater scheduler`` process (with its executor's
+worker processes) in a temporary home, a run triggered with ``headwater dags trigger``, and
+figures read from the store's own timestamps.
+
+Each function returns ``{figure suffix: value}``; :mod:`bench.registry` names the figures.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import sqlite3
+import math
 import statistics
-import subprocess
 import sys
-import tempfile
-import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-HEADWATER = [sys.executable, "-m", "scheduler.cli"]
+from sqlalchemy import select
 
+from bench.dags import chain_dag, fanout_dag, parse_dag
+from bench.home import Home, NotAvailable, Options, celery_available, proc_status_mb
 
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
+Values = dict[str, float | None]
 
 
-class Home:
-    """A temporary HEADWATER_HOME with a DAGs folder and a scheduler process."""
-
-    def __init__(self, parallelism: int | None = None) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="headwater-bench-")
-        self.path = Path(self._tmp.name)
-        (self.path / "dags").mkdir()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER")}
-        self.env["HEADWATER_HOME"] = str(self.path)
-        self.env["HEADWATER__SCHEDULER__DAG_DIR_LIST_INTERVAL"] = "0.5"
-        if parallelism:
-            self.env["HEADWATER__CORE__PARALLELISM"] = str(parallelism)
-        self.scheduler: subprocess.Popen[bytes] | None = None
-
-    def write_dag(self, name: str, source: str) -> None:
-        (self.path / "dags" / name).write_text(textwrap.dedent(source).lstrip())
-
-    def cli(self, *args: str) -> str:
-        proc = subprocess.run([*HEADWATER, *args], env=self.env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"headwater {' '.join(args)} failed:\n{proc.stderr}")
-        return proc.stdout
-
-    def start_scheduler(self) -> None:
-        log = open(self.path / "scheduler.log", "ab")  # noqa: SIM115
-        self.scheduler = subprocess.Popen([*HEADWATER, "scheduler"], env=self.env, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_dag(self, dag_id: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if dag_id in self.cli("dags", "list", "--output", "json"):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"DAG {dag_id} never appeared")
-
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path / "headwater.db")
-
-    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.db() as conn:
-                row = conn.execute("SELECT state FROM dag_run WHERE dag_id=? AND run_id=?",
-                                   (dag_id, run_id)).fetchone()
-            if row and row[0] in ("success", "failed"):
-                return str(row[0])
-            time.sleep(0.05)
-        raise TimeoutError(f"run {run_id} of {dag_id} did not finish")
-
-    def close(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.send_signal(signal.SIGTERM)
-            try:
-                self.scheduler.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.scheduler.pid, signal.SIGKILL)
-        self._tmp.cleanup()
+def _seconds(a: datetime, b: datetime) -> float:
+    return (b - a).total_seconds()
 
 
-def _ts(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
+#: The Redis database the Celery workloads use as broker (apart from db 0, which tests use).
+CELERY_BROKER = "redis://127.0.0.1:6379/12"
 
 
-def _run_span(home: Home, dag_id: str, run_id: str) -> tuple[float, float]:
-    with home.db() as conn:
-        queued, end = conn.execute(
-            "SELECT created_at, end_date FROM dag_run WHERE dag_id=? AND run_id=?",
-            (dag_id, run_id)).fetchone()
-    return _ts(queued), _ts(end)
+def _start_workers(home: Home, executor: str) -> None:
+    """Start what the executor needs besides the scheduler: for Celery, one ``headwater
+    worker`` of 4 processes (the LocalExecutor's default parallelism on 2 cores), waited for
+    until it is ready."""
+    if executor != "celery":
+        return
+    if not celery_available():
+        raise NotAvailable("scheduler/executors/celery.py does not exist yet")
+    try:
+        home.cli("worker", "--help", timeout=60)
+    except RuntimeError:
+        raise NotAvailable("no `headwater worker` command to start a Celery worker")
+    home.env["HEADWATER__CELERY__BROKER_URL"] = CELERY_BROKER
+    home.spawn(["worker", "--concurrency", "4"], "celery-worker.log")
+    log = home.path / "celery-worker.log"
+    home.wait(lambda: " ready." in log.read_text(errors="replace"), 60,
+              "the Celery worker to be ready", interval=0.1)
 
 
-def chain(n: int) -> list[Figure]:
+def _trigger(home: Home, dag_id: str, run_id: str = "bench") -> None:
+    home.cli("dags", "trigger", dag_id, "--run-id", run_id)
+
+
+def _run_one(home: Home, dag_id: str, source: str, timeout: float) -> tuple[datetime, datetime]:
+    """Write the DAG, start the scheduler, trigger one run and wait for its success;
+    (created_at, end_date) of the run."""
+    home.write_dag(f"{dag_id}.py", source)
+    home.start_scheduler()
+    home.wait_dags(1)
+    _trigger(home, dag_id)
+    state = home.wait_run(dag_id, "bench", timeout)
+    if state != "success":
+        raise RuntimeError(f"run of {dag_id} ended {state}:\n{home.log_tail()}")
+    return home.run_span(dag_id, "bench")
+
+
+def chain(options: Options, n: int) -> Values:
     """A chain of ``n`` no-op Python tasks: hop latency (start of a task minus end of its
-    upstream) and the run's wall time."""
-    home = Home()
-    try:
-        home.write_dag("chain.py", f"""
-            from datetime import datetime
-            from scheduler import DAG, chain
-            from scheduler.operators import PythonOperator
+    upstream, median and p95, ms) and the run's wall time (created to end, s)."""
+    from scheduler.store.models import TaskInstance as TI
 
-            with DAG("chain_{n}", schedule=None, start_date=datetime(2024, 1, 1)):
-                chain(*[PythonOperator(task_id=f"t{{i:04d}}", python_callable=lambda: None)
-                        for i in range({n})])
-        """)
+    executor = options.executor
+    with Home(options, executor=executor) as home:
+        _start_workers(home, executor)
+        dag_id = f"chain_{n}"
+        created, end = _run_one(home, dag_id, chain_dag(dag_id, n), timeout=60 + n)
+        rows = home.read(select(TI.task_id, TI.queued_at, TI.start_date, TI.end_date)
+                         .where(TI.dag_id == dag_id).order_by(TI.task_id))
+    pairs = list(zip(rows, rows[1:], strict=False))
+    hops = sorted(_seconds(a.end_date, b.start_date) * 1000 for a, b in pairs)
+    p95 = hops[max(0, math.ceil(0.95 * len(hops)) - 1)]
+    # The two halves of a hop: the scheduler seeing the end and queueing the downstream task,
+    # then the executor and worker starting it.
+    react = [_seconds(a.end_date, b.queued_at) * 1000 for a, b in pairs]
+    start = [_seconds(b.queued_at, b.start_date) * 1000 for _, b in pairs]
+    return {"hop_median": statistics.median(hops), "hop_p95": p95,
+            "hop_queue_median": statistics.median(react),
+            "hop_start_median": statistics.median(start), "wall": _seconds(created, end)}
+
+
+def fanout(options: Options, n: int, *, bash: bool = False) -> Values:
+    """``n`` independent no-op tasks: trigger-to-success wall time (s) and tasks per second."""
+    executor = "local" if bash else options.executor
+    with Home(options, executor=executor) as home:
+        _start_workers(home, executor)
+        dag_id = f"{'bash_' if bash else ''}fanout_{n}"
+        created, end = _run_one(home, dag_id, fanout_dag(dag_id, n, bash=bash),
+                                timeout=60 + n)
+    wall = _seconds(created, end)
+    return {"wall": wall, "tasks_per_s": n / wall}
+
+
+def scheduler_rss(options: Options, n_tasks: int, n_files: int) -> Values:
+    """Peak resident memory (VmHWM, MB) of the scheduler process itself (not its workers or
+    DAG processor) over a fanout of ``n_tasks``; then of a fresh scheduler idle with
+    ``n_files`` DAG files of 10 tasks parsed."""
+    with Home(options) as home:
+        dag_id = f"fanout_{n_tasks}"
+        _run_one(home, dag_id, fanout_dag(dag_id, n_tasks), timeout=60 + n_tasks)
+        assert home.scheduler is not None
+        busy = proc_status_mb(home.scheduler.pid, "VmHWM")
+    with Home(options) as home:
+        for i in range(n_files):
+            home.write_dag(f"idle_{i:04d}.py", parse_dag(f"idle_{i:04d}", schedule=None))
         home.start_scheduler()
-        home.wait_dag(f"chain_{n}")
-        home.cli("dags", "trigger", f"chain_{n}", "--run-id", "bench")
-        assert home.wait_run(f"chain_{n}", "bench") == "success"
-        with home.db() as conn:
-            rows = conn.execute(
-                "SELECT task_id, start_date, end_date FROM task_instance "
-                "WHERE dag_id=? ORDER BY task_id", (f"chain_{n}",)).fetchall()
-        hops = [(_ts(b[1]) - _ts(a[2])) * 1000 for a, b in zip(rows, rows[1:], strict=False)]
-        created, end = _run_span(home, f"chain_{n}", "bench")
-        hops.sort()
-        p95 = hops[min(len(hops) - 1, int(round(0.95 * (len(hops) - 1))))]
-        return [Figure(f"chain_{n}.hop_median", statistics.median(hops), "ms"),
-                Figure(f"chain_{n}.hop_p95", p95, "ms"),
-                Figure(f"chain_{n}.wall", end - created, "s")]
-    finally:
-        home.close()
+        home.wait_dags(n_files, timeout=120 + n_files)
+        time.sleep(0.5 if options.small else 2.0)  # idle: let the loop settle
+        assert home.scheduler is not None
+        idle = proc_status_mb(home.scheduler.pid, "VmHWM")
+    return {"fanout_peak": busy, "idle_peak": idle}
 
 
-def fanout(n: int, bash: bool = False) -> list[Figure]:
-    """``n`` independent no-op tasks: trigger-to-success wall time and tasks per second."""
-    name = f"{'bash_' if bash else ''}fanout_{n}"
-    op = ('BashOperator(task_id=f"t{i:04d}", bash_command="true")' if bash else
-          'PythonOperator(task_id=f"t{i:04d}", python_callable=lambda: None)')
-    home = Home()
-    try:
-        home.write_dag("fanout.py", f"""
-            from datetime import datetime
-            from scheduler import DAG
-            from scheduler.operators import BashOperator, PythonOperator
+def recovery(options: Options, n: int) -> Values:
+    """kill -9 of the scheduler's process group while a fanout of ``n`` ledger-writing tasks
+    runs, then a restart. Figures: seconds from the restart to the end of the run (store
+    timestamp; the run succeeded iff ``tasks_failed`` is 0), how many tasks the run ended with
+    failed, how many tasks ran twice (ledger lines), and how many of those had already finished
+    (stored as success) before the kill."""
+    from scheduler.store.models import TaskInstance as TI
 
-            with DAG("{name}", schedule=None, start_date=datetime(2024, 1, 1),
-                     max_active_tasks={n}):
-                for i in range({n}):
-                    {op}
-        """)
+    with Home(options) as home:
+        if options.small:
+            # Keep the harness's own test short should lost attempts wait for the zombie check.
+            home.env["HEADWATER__SCHEDULER__TASK_HEARTBEAT_TIMEOUT"] = "5"
+            home.env["HEADWATER__SCHEDULER__HEARTBEAT_INTERVAL"] = "1"
+        dag_id = f"recovery_{n}"
+        ledger = home.path / "ledger.txt"
+        ledger.touch()
+        home.write_dag(f"{dag_id}.py", fanout_dag(dag_id, n, ledger=str(ledger)))
         home.start_scheduler()
-        home.wait_dag(name)
-        home.cli("dags", "trigger", name, "--run-id", "bench")
-        assert home.wait_run(name, "bench") == "success"
-        created, end = _run_span(home, name, "bench")
-        wall = end - created
-        return [Figure(f"{name}.wall", wall, "s"), Figure(f"{name}.tasks_per_s", n / wall, "1/s")]
-    finally:
-        home.close()
-
-
-WORKLOADS: dict[str, Callable[[], list[Figure]]] = {
-    "chain_50": lambda: chain(50),
-    "fanout_200": lambda: fanout(200),
-    "bash_fanout_200": lambda: fanout(200, bash=True),
-}
-
-
-def to_json(figures: list[Figure]) -> list[dict[str, Any]]:
-    return [f.__dict__ for f in figures]
-
-
-def dump(figures: list[Figure], path: str) -> None:
-    Path(path).write_text(json.dumps(to_json(figures), indent=2))
+        home.wait_dags(1)
+        _trigger(home, dag_id)
+        kill_at = max(1, n // 4)
+        home.wait(lambda: len(ledger.read_text().splitlines()) >= kill_at, 120,
+                  f"{kill_at} tasks to run")
+        home.kill_scheduler_group()
+        done_before = {r.task_id for r in home.read(
+            select(TI.task_id).where(TI.dag_id == dag_id, TI.state == "success"))}
+        if len(done_before) == n:
+            print(f"bench: recovery_{n}: the run finished before the kill landed",
+                  file=sys.stderr)
+        restarted = datetime.now().astimezone()
+        home.start_scheduler()
+        state = home.wait_run(dag_id, "bench", timeout=180 + n)
+        _, end = home.run_span(dag_id, "bench")
+        failed = [r.task_id for r in home.read(
+            select(TI.task_id).where(TI.dag_id == dag_id, TI.state != "success"))]
+        if state != "success":
+            print(f"bench: recovery_{n}: the run ended {state} after the restart; tasks not "
+                  f"successful: {', '.join(failed)}", file=sys.stderr)
+        counts = Counter(ledger.read_text().split())
+    twice = {task for task, c in counts.items() if c > 1}
+    return {"restart_to_end": _seconds(restarted, end), "tasks_failed": len(failed),
+            "tasks_run_twice": len(twice), "finished_rerun": len(twice & done_before)}

@@ -95,8 +95,8 @@ class RuntimeTaskInstance:
 
     def read_session(self) -> AbstractContextManager[Session]:
         """A read-only session on the store, for task code that reads other runs (sensors).
-        ``session.get_bind()`` gives the engine, for the rare task that must write
-        (TriggerDagRunOperator)."""
+        ``session.get_bind().url`` tells the rare task that must write (TriggerDagRunOperator)
+        where the store is."""
         return self._sessions()
 
     def __repr__(self) -> str:

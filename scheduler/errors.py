@@ -83,6 +83,11 @@ class TaskFailed(HeadwaterError):
     """
 
 
+class TaskFailedNoRetry(TaskFailed):
+    """Fail the task now, without using its remaining retries (Airflow's
+    ``AirflowFailException``; a sensor's timeout is one)."""
+
+
 class RescheduleRequested(HeadwaterError):  # noqa: N818 - a request, not a failure
     """Raised by a sensor in ``reschedule`` mode whose condition is not met yet: the task
     instance goes ``up_for_reschedule`` until ``at``, holding no worker slot meanwhile, and the

@@ -368,13 +368,16 @@ class Scheduler:
             if session.scalar(select(DagRun.id).where(
                     DagRun.state == RunState.QUEUED.value, *self._run_filter()).limit(1)) is None:
                 return
-            if self.max_active_runs is not None and self._runs_at_limit(session):
+            slots = self._free_run_slots(session) if self.max_active_runs is not None else None
+            if slots is not None and not slots:
                 return
         with session_scope(self.engine) as session:
             queued = session.scalars(
-                select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter())
+                select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter(),
+                                     *([DagRun.dag_id.in_(slots)] if slots else []))
                 .order_by(*((DagRun.logical_date.desc(), DagRun.id.desc()) if self.newest_first
                             else (DagRun.logical_date, DagRun.id)))
+                .limit(sum(slots.values()) if slots else None)
                 .with_for_update(skip_locked=True)
             ).all()
             if not queued:
@@ -397,16 +400,17 @@ class Scheduler:
                 commands.set_run_state(session, run, RunState.RUNNING, now=now,
                                        reason="started", actor=commands.SCHEDULER)
 
-    def _runs_at_limit(self, session: Session) -> bool:
-        """Whether every DAG with queued runs of this loop already has ``max_active_runs`` of
-        this loop's runs running (cheap counts, so a full loop does not load the queue)."""
+    def _free_run_slots(self, session: Session) -> dict[str, int]:
+        """Under a ``max_active_runs`` override: how many more of this loop's runs may start,
+        per DAG that has queued ones (cheap counts, so a loop at its limit loads no queue)."""
+        assert self.max_active_runs is not None
         own = self._run_filter()
         waiting = session.scalars(select(DagRun.dag_id).where(
             DagRun.state == RunState.QUEUED.value, *own).distinct()).all()
         running = dict(session.execute(select(DagRun.dag_id, func.count()).where(
             DagRun.state == RunState.RUNNING.value, *own).group_by(DagRun.dag_id)).all())
-        assert self.max_active_runs is not None
-        return all(running.get(d, 0) >= self.max_active_runs for d in waiting)
+        free = {d: self.max_active_runs - running.get(d, 0) for d in waiting}
+        return {d: n for d, n in free.items() if n > 0}
 
     def _schedule(self, now: datetime, result: StepResult) -> datetime | None:
         """Advance every running run; queue what is ready. Returns when a retry is next due.
@@ -559,7 +563,8 @@ class Scheduler:
                 commands.set_task_state(session, ti, to, now=now, reason=reason,
                                         actor=commands.SCHEDULER)
         for placeholder_id, count in plan.expansions:
-            placeholder = session.get(TaskInstance, placeholder_id)
+            placeholder = session.get(TaskInstance, placeholder_id,
+                                      with_for_update={"skip_locked": True})
             if (placeholder is not None and placeholder.state == TaskState.NONE.value
                     and placeholder.map_index < 0):
                 commands.expand_mapped(session, placeholder, count, now=now)
@@ -675,7 +680,9 @@ class Scheduler:
         elif ti.state == TaskState.RUNNING.value:
             run = session.get(DagRun, ti.run_pk)
             assert run is not None
-            task = self.version(session, run.version_id).task_dict.get(ti.task_id)
+            sdag = self.version(session, run.version_id)
+            task = sdag.task_dict.get(ti.task_id) or next(
+                (c for c in sdag.compensations if c.task_id == ti.task_id), None)
             if task is not None:
                 commands.fail_zombie(session, ti, task, now=now, reason=f"zombie: {why}")
 
@@ -699,6 +706,16 @@ class Scheduler:
             for ti in zombies:
                 self._recover(session, ti, now,
                               f"no heartbeat for {self.settings.task_heartbeat_timeout:g} s")
+            # On this machine a dead worker process is seen at once, not after the timeout.
+            mine = {t.id for t in zombies}
+            for ti in session.scalars(
+                select(TaskInstance).join(DagRun, DagRun.id == TaskInstance.run_pk).where(
+                    TaskInstance.state == TaskState.RUNNING.value,
+                    TaskInstance.hostname == HOSTNAME, *self._run_filter())
+                .with_for_update(skip_locked=True, of=TaskInstance)
+            ).all():
+                if ti.id not in mine and ti.pid is not None and not _pid_alive(ti.pid):
+                    self._recover(session, ti, now, f"its worker process {ti.pid} is gone")
             dead_jobs = self._dead_jobs(session, now)
             if self.run_pks is None:
                 # Adopt the unfinished runs of backfills that died or stopped.

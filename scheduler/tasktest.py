@@ -20,6 +20,7 @@ from scheduler.core.serialized import SerializedDag
 from scheduler.core.timetable import make_timetable
 from scheduler.errors import NotFound, TaskSkipped
 from scheduler.parsing.importer import exec_dag_source
+from scheduler.plugins import load_plugins
 from scheduler.store import queries
 from scheduler.store.db import session_scope
 from scheduler.store.models import DagRun, DagVersion, TaskInstance
@@ -33,6 +34,7 @@ def run_task_here(settings: Settings, engine: Engine, dag_id: str, task_id: str,
         version = session.get(DagVersion, dag_row.latest_version_id)
         assert version is not None
         fileloc, source, serialized = version.fileloc, version.source, version.serialized
+    load_plugins(settings.plugins_folder)
     dag = exec_dag_source(fileloc, source, extra_paths=[str(settings.plugins_folder),
                                                         str(settings.dags_folder)])[dag_id]
     if task_id not in dag.task_dict:

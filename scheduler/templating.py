@@ -62,6 +62,15 @@ macros = SimpleNamespace(
 )
 
 
+def all_macros() -> SimpleNamespace:
+    """:data:`macros` plus those of the plugins registered in this process
+    (:func:`scheduler.plugins.plugin_macros`); a built-in name is never shadowed."""
+    from scheduler.plugins import plugin_macros
+
+    extra = plugin_macros()
+    return SimpleNamespace(**{**extra, **vars(macros)}) if extra else macros
+
+
 def _ds(value: datetime) -> str:
     return value.strftime("%Y-%m-%d")
 
@@ -107,7 +116,7 @@ def make_jinja_env(dag: _DagLike | None = None) -> SandboxedEnvironment:
         autoescape=False,
     )
     env.filters.update(ds=_ds, ds_nodash=_ds_nodash, ts=_ts, ts_nodash=_ts_nodash)
-    env.globals["macros"] = macros
+    env.globals["macros"] = all_macros()
     if dag is not None:
         env.globals.update(getattr(dag, "user_defined_macros", None) or {})
     return env

@@ -37,10 +37,16 @@ from scheduler.context import CurrentTask, RuntimeTaskInstance, build_context, c
 from scheduler.core.mapping import bind_mapped_arguments
 from scheduler.core.serialized import SerializedDag
 from scheduler.core.states import TaskState
-from scheduler.errors import DeferToSignal, RescheduleRequested, TaskSkipped, XComTooLarge
+from scheduler.errors import (
+    DeferToSignal,
+    RescheduleRequested,
+    TaskFailedNoRetry,
+    TaskSkipped,
+    XComTooLarge,
+)
 from scheduler.store import commands
 from scheduler.store.commands import Workload
-from scheduler.store.db import session_scope
+from scheduler.store.db import backoff_delays, is_disconnect, session_scope
 from scheduler.store.models import DagRun, DagVersion, TaskInstance
 
 log = logging.getLogger("headwater.worker")
@@ -82,6 +88,9 @@ class DagCache:
         if hit is not None:
             return hit
         from scheduler.parsing.importer import exec_dag_source
+        from scheduler.plugins import load_plugins
+
+        load_plugins(self._settings.plugins_folder)
 
         with session_scope(self._engine, readonly=True) as session:
             version = session.get(DagVersion, version_id)
@@ -200,6 +209,7 @@ class AttemptResult:
     xcoms: dict[str, Any]
     error: str | None
     reschedule_at: datetime | None = None
+    no_retry: bool = False
     #: for DEFERRED: {"signal": name, "timeout": seconds or None, "soft_fail": bool}
     defer: dict[str, Any] | None = None
 
@@ -262,6 +272,10 @@ def _execute(
             "signal": exc.signal_name, "timeout": exc.timeout, "soft_fail": exc.soft_fail})
         task_log.info("deferred: waiting for signal %r (timeout %s)", exc.signal_name,
                       exc.timeout)
+    except TaskFailedNoRetry as exc:
+        result = AttemptResult(TaskState.FAILED, {}, f"{type(exc).__name__}: {exc}",
+                               no_retry=True)
+        task_log.error("task failed, not to be retried: %s", result.error)
     except RescheduleRequested as exc:
         result = AttemptResult(TaskState.UP_FOR_RESCHEDULE, {}, None, exc.at)
         task_log.info("not yet: rescheduled to %s", exc.at.isoformat())
@@ -274,6 +288,7 @@ def _execute(
         "outcome": result.outcome.value, "xcoms": result.xcoms, "error": result.error,
         "reschedule_at": result.reschedule_at.isoformat() if result.reschedule_at else None,
         "defer": result.defer,
+        "no_retry": result.no_retry,
     }).encode())
     try:
         recorded = conn.recv_bytes().decode()
@@ -291,6 +306,27 @@ def _execute(
 
 
 def _record(engine: Engine, w: Workload, task: Any, result: AttemptResult) -> TaskState | None:
+    """Store the attempt's end, retrying while the store is unreachable (up to
+    ``STORE_RETRY_SECONDS``): a finished task whose outcome is lost would run again."""
+    deadline = time.monotonic() + STORE_RETRY_SECONDS
+    for delay in backoff_delays():
+        try:
+            return _record_once(engine, w, task, result)
+        except Exception as exc:  # noqa: BLE001
+            if not is_disconnect(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("cannot store the end of %s yet (%s); retrying in %.1f s",
+                        w.task_id, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+#: How long a worker keeps trying to store an attempt's outcome while the store is down.
+STORE_RETRY_SECONDS = 300.0
+
+
+def _record_once(engine: Engine, w: Workload, task: Any, result: AttemptResult
+                 ) -> TaskState | None:
     # Jitter spreads the retries of tasks that failed together (e.g. on a shared outage).
     jitter = random.uniform(0.0, 0.2) if getattr(task, "retry_exponential_backoff", False) else 0.0
     if result.outcome == TaskState.DEFERRED and result.defer is not None:
@@ -307,7 +343,7 @@ def _record(engine: Engine, w: Workload, task: Any, result: AttemptResult) -> Ta
         return commands.finish_attempt(
             session, ti_id=w.ti_id, try_number=w.try_number, outcome=result.outcome,
             task=task, xcoms=result.xcoms, error=result.error, now=utcnow(), jitter=jitter,
-            reschedule_at=result.reschedule_at)
+            reschedule_at=result.reschedule_at, no_retry=result.no_retry)
 
 
 def _record_failure(engine: Engine, w: Workload, task: Any, reason: str) -> None:
@@ -443,6 +479,7 @@ def _watch(
                 result = AttemptResult(TaskState(payload["outcome"]), payload["xcoms"],
                                        payload["error"], datetime.fromisoformat(at) if at else None)
                 result.defer = payload.get("defer")
+                result.no_retry = bool(payload.get("no_retry"))
                 recorded = _record(engine, w, stask, result)
                 reported_at = time.monotonic()
                 if on_recorded:
@@ -463,8 +500,14 @@ def _watch(
                 status = _stop_child(pid)
                 break
             if not reported:
-                with session_scope(engine) as session:
-                    commands.heartbeat(session, w.ti_id, w.try_number, utcnow())
+                try:
+                    with session_scope(engine) as session:
+                        commands.heartbeat(session, w.ti_id, w.try_number, utcnow())
+                except Exception as exc:  # noqa: BLE001 - the next beat may get through
+                    if not is_disconnect(exc):
+                        raise
+                    log.warning("heartbeat of %s not stored (store unreachable): %s",
+                                w.task_id, exc)
     finally:
         conn.close()
     if status is None:

@@ -3,7 +3,9 @@
 :func:`create_app` is the only entry point. It takes the settings (built by the caller, never
 read at import time), opens the store and registers one blueprint per area. Views read through
 ``scheduler.store.queries`` (and the few extra reads in :mod:`webui.reads`) inside read-only
-sessions; this first version of the UI writes nothing.
+sessions; their writes go through :mod:`webui.ops` (the store's own functions, an audit-log row,
+a scheduler wake-up). :mod:`webui.auth` guards every request (login, roles, CSRF, API tokens);
+:mod:`webui.api` is the REST API under ``/api/v1``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from flask import Flask, Response, current_app, render_template
+from flask import Flask, Response, current_app, render_template, request
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
@@ -58,8 +61,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     Without ``settings.secret_key`` a random key is used: fine for one process, but several
     gunicorn workers must share one (:func:`webui.serve.serve` takes care of that).
     """
-    from webui import formatting
-    from webui.views import dags, health
+    from webui import api, auth, formatting
+    from webui.views import actions, admin, dags, health
+    from webui.views import auth as auth_views
 
     settings = settings if settings is not None else load_settings()
     if engine is None:
@@ -70,13 +74,23 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.jinja_options = {**app.jinja_options, "trim_blocks": True, "lstrip_blocks": True}
     app.config.update(
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),
+        SESSION_COOKIE_NAME="headwater_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,  # set per request: Secure whenever served over HTTPS
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
     )
     app.extensions[EXTENSION_KEY] = WebContext(settings=settings, engine=engine)
     formatting.register(app)
+    auth.install(app)
+    auth.public(health.health)
     app.register_blueprint(health.bp)
+    app.register_blueprint(auth_views.bp)
     app.register_blueprint(dags.bp)
+    app.register_blueprint(actions.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
     _register_error_pages(app)
     app.after_request(_security_headers)
     return app
@@ -85,12 +99,22 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 def _register_error_pages(app: Flask) -> None:
     """Friendly error pages: what went wrong in words, never a stack trace."""
 
-    def not_found_in_store(exc: NotFound) -> tuple[str, int]:
+    from webui.auth import problem
+
+    def not_found_in_store(exc: NotFound) -> Response | tuple[str, int]:
+        if request.path.startswith("/api/"):
+            return problem(404, "Not found", str(exc))
         return render_template("errors/error.html", code=404, title="Not found",
                                message=str(exc)), 404
 
-    def http_error(exc: HTTPException) -> tuple[str, int]:
+    def http_error(exc: HTTPException) -> Response | tuple[str, int]:
         code = exc.code or 500
+        if exc.response is not None:
+            return exc.response  # type: ignore[return-value]
+        if request.path.startswith("/api/"):
+            return problem(code, exc.name or "Error",
+                           (exc.description or "") if code < 500
+                           else "the server could not answer")
         if code >= 500:
             # The exception itself is logged by Flask; the page only says what to do.
             return render_template(

@@ -32,11 +32,20 @@ def _register() -> None:
 
     main.add_command(db.db)
     main.add_command(dags.dags)
+    import scheduler.cli.backfill  # noqa: F401 - adds `dags backfill` and `dags next-run`
     main.add_command(tasks.tasks)
     main.add_command(tasks.xcom)
     main.add_command(server.scheduler_cmd)
     main.add_command(server.webserver)
     main.add_command(server.standalone)
+    main.add_command(__import__("scheduler.cli.users", fromlist=["users"]).users)
+    from scheduler.cli.worker import worker as worker_cmd  # noqa: I001
+    main.add_command(worker_cmd)
+    from scheduler.cli import runs as runs_cli, signals as signals_cli  # noqa: I001
+    main.add_command(runs_cli.runs)
+    main.add_command(signals_cli.signals)
+    from scheduler.cli import resources, tasks_extra  # noqa: F401 - tasks_extra extends `tasks`
+    resources.register(main)
 
 
 _register()

@@ -133,11 +133,13 @@ def _validated_conf(app: AppContext, dag_id: str, conf: dict[str, Any]) -> dict[
 @click.argument("dag_id")
 @click.argument("logical_date", required=False)
 @click.option("--conf", "-c", help="JSON object of params for the run.")
+@click.option("--signal", "signal_args", multiple=True, metavar="NAME=JSON",
+              help="Send signal NAME with a JSON payload to the run up front (repeatable).")
 @output_option
 @pass_app
 @handle_errors
 def test(app: AppContext, dag_id: str, logical_date: str | None, conf: str | None,
-         output: str) -> None:
+         output: str, signal_args: tuple[str, ...] = ()) -> None:
     """Run DAG_ID once, to the end, in this process (no scheduler needed).
 
     Exits 0 only if the run succeeded. Task logs are in the logs folder; the table shows each
@@ -169,6 +171,7 @@ def test(app: AppContext, dag_id: str, logical_date: str | None, conf: str | Non
                           logical_date=logical, run_type="manual", actor="cli")
         session.flush()
         run_pk = run.id
+        _send_signals_up_front(session, dag_id, run_id, signal_args, now)
     states = drive_runs(app.settings, engine, [run_pk])
     with session_scope(engine, readonly=True) as session:
         finished = session.get(DagRun, run_pk)
@@ -185,6 +188,21 @@ def test(app: AppContext, dag_id: str, logical_date: str | None, conf: str | Non
         emit(rows, output, title=f"{dag_id} {run_id}: {states[run_pk].value}")
     if states[run_pk].value != "success":
         raise SystemExit(1)
+
+
+def _send_signals_up_front(session: Any, dag_id: str, run_id: str, args: tuple[str, ...],
+                           now: datetime) -> None:
+    """``dags test --signal NAME=JSON``: signals kept on the run until its tasks wait."""
+    from scheduler.cli.signals import parse_payload
+    from scheduler.signals import send_signal
+
+    for arg in args:
+        name, sep, payload = arg.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{arg!r} is not NAME=JSON (e.g. approval='{{}}')",
+                                     param_hint="--signal")
+        send_signal(session, dag_id=dag_id, run_id=run_id, name=name, now=now, actor="cli",
+                    payload=parse_payload(payload or "null", "--signal"))
 
 
 @dags.command("list-runs")

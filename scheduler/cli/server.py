@@ -66,6 +66,22 @@ def webserver(app: AppContext, host: str | None, port: int | None, workers: int)
           workers=workers)
 
 
+def _first_admin(app: AppContext) -> None:
+    """On a store without users, create ``admin`` with a generated password and print it once."""
+    from datetime import UTC, datetime
+
+    from scheduler.store.db import session_scope
+    from webui.users import count_users, create_user, generate_password
+
+    with session_scope(app.engine()) as session:
+        if count_users(session):
+            return
+        password = generate_password()
+        create_user(session, "admin", password, "admin", now=datetime.now(UTC))
+    click.echo(f"Created the web UI user 'admin' with password: {password}\n"
+               "(shown once; `headwater users create` adds more users)", err=False)
+
+
 @click.command()
 @click.option("--port", type=int, help="Web UI port (default: [webserver] port).")
 @pass_app
@@ -76,6 +92,7 @@ def standalone(app: AppContext, port: int | None) -> None:
 
     _setup_logging()
     app.engine()
+    _first_admin(app)
     web_port = port or app.settings.web_port
     pid = os.fork()
     if pid == 0:

@@ -18,7 +18,7 @@ def make_executor(settings: Settings, kind: str | None = None) -> Executor:
 
         return SequentialExecutor(settings)
     if kind == "celery":
-        raise NotImplementedError(
-            "the Celery executor is not available in this release; use [core] executor = local"
-        )
+        from scheduler.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(settings)
     raise ValueError(f"unknown executor {kind!r}; use local, celery or sequential")

@@ -10,6 +10,7 @@ from scheduler.operators.python import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from scheduler.operators.trigger_dagrun import TriggerDagRunOperator
 
 __all__ = [
     "AirflowSkipException",
@@ -19,5 +20,6 @@ __all__ = [
     "EmptyOperator",
     "PythonOperator",
     "ShortCircuitOperator",
+    "TriggerDagRunOperator",
     "XComArg",
 ]

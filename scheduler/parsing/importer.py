@@ -154,6 +154,7 @@ def import_files(
     timeout: float,
     extra_paths: Sequence[str] = (),
     concurrency: int = 2,
+    plugins_folder: str | None = None,
 ) -> list[FileResult]:
     """Import each file in its own forked process, ``concurrency`` at a time.
 
@@ -164,6 +165,10 @@ def import_files(
     import scheduler.core.serialize  # noqa: F401
     import scheduler.decorators  # noqa: F401
     import scheduler.operators  # noqa: F401
+    from scheduler.plugins import load_plugins
+
+    # Plugins too (their operators and macros), once, before the children fork.
+    load_plugins(plugins_folder)
 
     results: dict[str, FileResult] = {}
     pending = list(files)

@@ -77,6 +77,7 @@ def parse_dags_folder(
             timeout=settings.parse_timeout,
             extra_paths=[str(settings.plugins_folder), str(settings.dags_folder)],
             concurrency=max(2, os.cpu_count() or 2),
+            plugins_folder=str(settings.plugins_folder),
         )
         now = clock()
         with session_scope(engine) as session:

@@ -351,6 +351,7 @@ def finish_attempt(
     actor: str = WORKER,
     jitter: float = 0.0,
     reschedule_at: datetime | None = None,
+    no_retry: bool = False,
 ) -> TaskState | None:
     """Record how an attempt ended, with its XComs, in one transaction.
 
@@ -361,10 +362,13 @@ def finish_attempt(
     same transaction. Returns the task instance's new state, or None when
     the attempt no longer owns it (it was cleared, or declared a zombie meanwhile).
     """
-    ti = session.get(TaskInstance, ti_id, populate_existing=True)
+    # Locked, so a zombie verdict made at the same moment cannot be overwritten (PostgreSQL).
+    ti = session.get(TaskInstance, ti_id, populate_existing=True, with_for_update=True)
     if ti is None or ti.state != TaskState.RUNNING.value or ti.try_number != try_number:
         return None
-    if outcome == TaskState.FAILED:
+    if outcome == TaskState.FAILED and no_retry:
+        to, reason = TaskState.FAILED, f"failed without retry: {error}"
+    elif outcome == TaskState.FAILED:
         end = attempt_failed(task, _try_in_cycle(ti, task), now, error=error or "", jitter=jitter)
         to, reason = end.state, end.reason
         ti.next_retry_at = end.next_retry_at
@@ -475,7 +479,9 @@ def clear_task_instances(
         # A cleared task instance gets its full retries again, counted from its next try.
         ti.max_tries = ti.try_number + (task.retries if task else 0)
         count += 1
-    if count and run.state != RunState.QUEUED.value and run.state != RunState.RUNNING.value:
+    # A compensating run stays so: the saga re-runs a cleared compensation (sagas.py).
+    if count and run.state not in (RunState.QUEUED.value, RunState.RUNNING.value,
+                                   RunState.COMPENSATING.value):
         set_run_state(session, run, RunState.QUEUED, now=now, reason=reason, actor=actor)
     return count
 
@@ -514,6 +520,7 @@ def defer_attempt(
     set_task_state(session, ti, TaskState.DEFERRED, now=now, reason=reason, actor=actor)
     ti.defer_signal = signal_name
     ti.defer_timeout_at = timeout_at
+    ti.defer_soft_fail = soft_fail
     ti.claim = None
     ti.heartbeat_at = None
     session.execute(
@@ -531,9 +538,10 @@ def resume_with_signal(
     signal.consumed_by_ti_id = ti.id
     signal.consumed_at = now
     session.execute(delete(XCom).where(XCom.ti_id == ti.id, XCom.key == "return_value"))
-    session.add(XCom(ti_id=ti.id, run_pk=ti.run_pk, dag_id=ti.dag_id, run_id=ti.run_id,
-                     task_id=ti.task_id, map_index=ti.map_index, key="return_value",
-                     value=signal.payload, created_at=now))
+    if signal.payload is not None:  # like a task returning None: no XCom
+        session.add(XCom(ti_id=ti.id, run_pk=ti.run_pk, dag_id=ti.dag_id, run_id=ti.run_id,
+                         task_id=ti.task_id, map_index=ti.map_index, key="return_value",
+                         value=signal.payload, created_at=now))
     set_task_state(session, ti, TaskState.SUCCESS, now=now,
                    reason=f"signal {signal.name!r} received from {signal.sent_by}", actor=actor)
     ti.defer_timeout_at = None

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler.core.serialized import SerializedDag
@@ -48,8 +49,15 @@ def record_dag(
             fileloc=sdag.fileloc,
             created_at=now,
         )
-        session.add(row)
-        session.flush()
+        try:
+            # Two schedulers may store the same new version at once (PostgreSQL): the
+            # second one takes the row the first made.
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            row = session.scalars(select(DagVersion).where(
+                DagVersion.dag_id == sdag.dag_id, DagVersion.version == version)).one()
     dag = session.get(DagModel, sdag.dag_id)
     if dag is None:
         paused = sdag.is_paused_upon_creation

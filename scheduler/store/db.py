@@ -6,23 +6,43 @@ deferred transaction that reads first and writes later can fail with "database i
 waiting. An immediate transaction takes the write lock up front and waits for it
 (``busy_timeout``). Read-only sessions (``session_scope(engine, readonly=True)``) begin deferred
 and never block writers.
+
+PostgreSQL (``postgresql+psycopg://user:pass@host/db``; ``postgresql://`` and ``postgres://`` are
+read as psycopg 3) gets a small pool with ``pool_pre_ping`` and TCP keepalives, and every new
+connection is retried with exponential backoff for up to :data:`CONNECT_RETRY_SECONDS`: while the
+server restarts (or a network path is cut) a process waits for it instead of crashing, and a dead
+pooled connection is replaced at checkout. A connection that dies in the middle of a transaction
+still raises; :func:`is_disconnect` tells callers (the scheduling loop, the Celery task) that the
+error is one to retry after :func:`backoff_delays`.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from scheduler.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _READONLY = "headwater_readonly"
+log = logging.getLogger("headwater.store")
+
+#: How long a process keeps retrying to open a connection to PostgreSQL before giving up.
+CONNECT_RETRY_SECONDS = 120.0
+#: PostgreSQL pool: enough for a scheduler (loop, housekeeping) or a worker process; each
+#: process (scheduler, Celery pool child, gunicorn worker) has its own pool.
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 10
+PG_POOL_RECYCLE_SECONDS = 1800
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -32,8 +52,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             f"{url.split(':', 1)[0]} is not supported as Headwater's store; use SQLite (default) "
             "or PostgreSQL (postgresql+psycopg://user@host/db)"
         )
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    url = normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -41,8 +60,82 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _setup_sqlite(engine)
         return engine
+    if url.startswith("postgresql"):
+        return _make_pg_engine(url, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def normalize_url(url: str) -> str:
+    """Read ``postgresql://`` and ``postgres://`` as psycopg 3 (the driver Headwater ships);
+    refuse psycopg2, which is not installed, with the URL to use instead."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith("postgresql+psycopg2"):
+        raise StoreError(
+            "the store URL names psycopg2, which Headwater does not use; write "
+            "postgresql+psycopg://" + url.split("://", 1)[-1])
+    return url
+
+
+def _make_pg_engine(url: str, **kwargs: Any) -> Engine:
+    connect_retry = float(kwargs.pop("connect_retry", CONNECT_RETRY_SECONDS))
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", PG_POOL_SIZE)
+    kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
+    kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_SECONDS)
+    connect_args = {
+        "connect_timeout": 10,
+        "application_name": "headwater",
+        # Notice a dead server or a cut path within about a minute even on an idle socket.
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+    }
+    connect_args.update(kwargs.pop("connect_args", {}))
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_with_backoff(dialect: Any, _rec: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + connect_retry
+        delays = backoff_delays()
+        while True:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                delay = next(delays)
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("cannot reach PostgreSQL at %s (%s); retrying in %.1f s",
+                            make_url(url).render_as_string(hide_password=True),
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc, delay)
+                time.sleep(delay)
+
+    return engine
+
+
+def backoff_delays(first: float = 0.1, cap: float = 5.0) -> Iterator[float]:
+    """Exponential backoff delays (first, 2×first, ... up to ``cap``), with ±20 % jitter so
+    that processes cut off together do not all come back in the same instant."""
+    import random
+
+    delay = first
+    while True:
+        yield delay * random.uniform(0.8, 1.2)
+        delay = min(delay * 2, cap)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when ``exc`` means the store could not be reached or the connection died (worth
+    retrying once it is back), False for errors of the statement itself."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        name = type(orig).__name__ if orig is not None else ""
+        return name in {"OperationalError", "InterfaceError", "AdminShutdown"} or (
+            orig is not None and type(orig).__module__.startswith("psycopg")
+            and "connection" in str(orig).lower())
+    return False
 
 
 def _setup_sqlite(engine: Engine) -> None:

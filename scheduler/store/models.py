@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -193,6 +194,8 @@ class TaskInstance(Base):
     # A deferred task instance waits for this signal (SignalSensor) until defer_timeout_at.
     defer_signal: Mapped[str | None] = mapped_column(String(250), nullable=True)
     defer_timeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # On that timeout: skipped (soft_fail) rather than failed.
+    defer_soft_fail: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TaskAttempt(Base):

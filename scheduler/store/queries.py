@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,13 +11,17 @@ from sqlalchemy.orm import Session
 
 from scheduler.errors import NotFound
 from scheduler.store.models import (
+    AuditLog,
+    Connection,
     DagModel,
     DagRun,
     DagVersion,
     Event,
     ImportErrorRecord,
+    Pool,
     TaskAttempt,
     TaskInstance,
+    Variable,
     XCom,
 )
 
@@ -120,3 +125,113 @@ def get_xcom(session: Session, ti: TaskInstance, key: str = "return_value") -> A
 def run_events(session: Session, run: DagRun) -> list[Event]:
     return list(session.scalars(
         select(Event).where(Event.run_pk == run.id).order_by(Event.id)))
+
+
+# Reads for the web UI and the REST API -------------------------------------------------------
+
+#: Orderings a runs list accepts: name -> the columns it sorts by.
+RUN_ORDERINGS: dict[str, tuple[Any, ...]] = {
+    "-logical_date": (DagRun.logical_date.desc(), DagRun.id.desc()),
+    "logical_date": (DagRun.logical_date.asc(), DagRun.id.asc()),
+    "-start_date": (DagRun.start_date.desc(), DagRun.id.desc()),
+    "start_date": (DagRun.start_date.asc(), DagRun.id.asc()),
+    "-end_date": (DagRun.end_date.desc(), DagRun.id.desc()),
+    "end_date": (DagRun.end_date.asc(), DagRun.id.asc()),
+    "run_id": (DagRun.run_id.asc(),),
+    "-run_id": (DagRun.run_id.desc(),),
+}
+
+
+def runs_page(session: Session, dag_id: str, *, limit: int, offset: int = 0,
+              states: list[str] | None = None, run_types: list[str] | None = None,
+              since: datetime | None = None, until: datetime | None = None,
+              order_by: str = "-logical_date") -> tuple[list[DagRun], int]:
+    """One page of a DAG's runs and the number of runs matching the filters (two queries).
+    ``since``/``until`` bound the logical date, both inclusive. ``order_by`` is a key of
+    :data:`RUN_ORDERINGS`."""
+    clauses: list[Any] = [DagRun.dag_id == dag_id]
+    if states:
+        clauses.append(DagRun.state.in_(states))
+    if run_types:
+        clauses.append(DagRun.run_type.in_(run_types))
+    if since is not None:
+        clauses.append(DagRun.logical_date >= since)
+    if until is not None:
+        clauses.append(DagRun.logical_date <= until)
+    total = session.scalar(select(func.count()).select_from(DagRun).where(*clauses)) or 0
+    runs = list(session.scalars(select(DagRun).where(*clauses)
+                                .order_by(*RUN_ORDERINGS[order_by]).limit(limit).offset(offset)))
+    return runs, total
+
+
+def events_page(session: Session, *, dag_id: str | None = None, run_pk: int | None = None,
+                ti_id: int | None = None, limit: int = 100, offset: int = 0,
+                newest_first: bool = True) -> tuple[list[Event], int]:
+    """Events matching the filters, one page of them and their count (two queries)."""
+    clauses: list[Any] = []
+    if dag_id is not None:
+        clauses.append(Event.dag_id == dag_id)
+    if run_pk is not None:
+        clauses.append(Event.run_pk == run_pk)
+    if ti_id is not None:
+        clauses.append(Event.ti_id == ti_id)
+    total = session.scalar(select(func.count()).select_from(Event).where(*clauses)) or 0
+    order = Event.id.desc() if newest_first else Event.id.asc()
+    rows = list(session.scalars(select(Event).where(*clauses).order_by(order)
+                                .limit(limit).offset(offset)))
+    return rows, total
+
+
+def audit_page(session: Session, *, limit: int = 100, offset: int = 0,
+               dag_id: str | None = None) -> tuple[list[AuditLog], int]:
+    """Audit-log rows, newest first, one page of them and their count."""
+    clauses: list[Any] = [AuditLog.dag_id == dag_id] if dag_id is not None else []
+    total = session.scalar(select(func.count()).select_from(AuditLog).where(*clauses)) or 0
+    rows = list(session.scalars(select(AuditLog).where(*clauses)
+                                .order_by(AuditLog.id.desc()).limit(limit).offset(offset)))
+    return rows, total
+
+
+def dag_versions(session: Session, dag_id: str) -> list[tuple[int, str, datetime, int]]:
+    """The versions of a DAG, newest first: (id, version, created_at, number of runs pinned to
+    it), in one query, without loading sources."""
+    counts = (select(DagRun.version_id, func.count().label("n")).where(DagRun.dag_id == dag_id)
+              .group_by(DagRun.version_id).subquery())
+    rows = session.execute(
+        select(DagVersion.id, DagVersion.version, DagVersion.created_at,
+               func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.version_id == DagVersion.id)
+        .where(DagVersion.dag_id == dag_id).order_by(DagVersion.id.desc())).all()
+    return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def list_variables(session: Session) -> list[Variable]:
+    return list(session.scalars(select(Variable).order_by(Variable.key)))
+
+
+def list_pools(session: Session) -> list[Pool]:
+    return list(session.scalars(select(Pool).order_by(Pool.name)))
+
+
+def pool_usage(session: Session) -> dict[str, dict[str, int]]:
+    """Slots in use per pool: pool -> {"running": n, "queued": n} (one query)."""
+    rows = session.execute(
+        select(TaskInstance.pool, TaskInstance.state, func.sum(TaskInstance.pool_slots))
+        .where(TaskInstance.state.in_(["running", "queued"]))
+        .group_by(TaskInstance.pool, TaskInstance.state)).all()
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"running": 0, "queued": 0})
+    for pool, state, slots in rows:
+        out[pool][state] = int(slots or 0)
+    return dict(out)
+
+
+def list_connections(session: Session) -> list[Connection]:
+    return list(session.scalars(select(Connection).order_by(Connection.conn_id)))
+
+
+def deferred_task_instances(session: Session) -> list[TaskInstance]:
+    """Task instances parked waiting for a signal (``deferred``), oldest run first."""
+    return list(session.scalars(
+        select(TaskInstance).where(TaskInstance.state == "deferred",
+                                   TaskInstance.defer_signal.is_not(None))
+        .order_by(TaskInstance.run_pk, TaskInstance.task_id, TaskInstance.map_index)))

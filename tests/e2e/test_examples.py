@@ -3,7 +3,9 @@ runs green with `headwater dags test`."""
 
 from __future__ import annotations
 
+import ast
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -35,13 +37,26 @@ def test_dags_list_reports_every_example_and_no_import_error(examples_env) -> No
     assert files_with_dags == set(EXAMPLE_FILES)
 
 
+def documented_test_arguments(dag_file: Path, dag_id: str) -> list[str]:
+    """The arguments an example's docstring gives for `headwater dags test DAG_ID ...` (e.g.
+    the signals a DAG waits for), so each example runs the way its documentation says."""
+    prefix = f"headwater dags test {dag_id}"
+    for line in (ast.get_docstring(ast.parse(dag_file.read_text())) or "").splitlines():
+        line = line.strip()
+        if line.startswith(prefix):
+            return shlex.split(line[len(prefix):])
+    return []
+
+
 @pytest.mark.parametrize("dag_file", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_every_dag_of_an_example_file_runs_green(examples_env, dag_file: Path) -> None:
     listed = json.loads(hw(examples_env, "dags", "list", "--output", "json").stdout)
     dag_ids = [row["dag_id"] for row in listed if Path(row["fileloc"]) == dag_file]
     assert dag_ids, f"{dag_file.name} declares no DAG"
     for dag_id in dag_ids:
-        proc = hw(examples_env, "dags", "test", dag_id, "--output", "json", check=False)
+        extra = documented_test_arguments(dag_file, dag_id)
+        proc = hw(examples_env, "dags", "test", dag_id, *extra, "--output", "json",
+                  check=False)
         assert proc.returncode == 0, f"{dag_id}:\n{proc.stdout}\n{proc.stderr}"
         result = json.loads(proc.stdout)
         assert result["state"] == "success"

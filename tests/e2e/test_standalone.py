@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, wait_for
-from tests.e2e.procs import Service, hw_json, runs_of
+from tests.e2e.procs import Service, hw, hw_json, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +29,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, str] | None:
+def _get(url: str, token: str | None = None) -> tuple[int, str] | None:
     """(status, body) of a GET, or None while nothing answers on the port."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -91,9 +94,15 @@ def test_standalone_serves_the_examples_runs_a_trigger_and_stops_on_sigterm(
         return answer is not None and answer[0] == 200 and json.loads(answer[1])["status"] == "ok"
 
     wait_for(healthy, timeout=30, interval=0.1, message="GET /health to answer ok")
+    # The first start creates the admin user and prints its password once.
+    assert "admin" in svc.output() and "password" in svc.output().lower()
+    assert _get(f"{base}/")[0] in (302, 200)  # type: ignore[index]
+    anonymous = _get(f"{base}/dags/manual_report")
+    assert anonymous is not None and "manual_report</" not in anonymous[1]
+    token = hw(cli_env, "users", "token", "admin").stdout.strip().split()[-1]
 
     def index_lists_examples() -> bool:
-        answer = _get(f"{base}/")
+        answer = _get(f"{base}/", token)
         return answer is not None and answer[0] == 200 and all(
             dag_id in answer[1] for dag_id in EXAMPLE_DAG_IDS)
 
@@ -112,7 +121,7 @@ def test_standalone_serves_the_examples_runs_a_trigger_and_stops_on_sigterm(
                      timeout=30, interval=0.2, message=f"run {run_id} to finish")
     assert final == "success", svc.output()
 
-    page = _get(f"{base}/dags/manual_report")
+    page = _get(f"{base}/dags/manual_report", token)
     assert page is not None and page[0] == 200
     assert run_id in page[1]
 

@@ -195,3 +195,20 @@ def test_task_and_dag_callbacks_run_with_the_outcome(env, home, write_dag) -> No
     lines = sorted(calls.read_text().splitlines())
     assert lines == sorted(f"{w} {run['run_id']}" for w in
                            ("task_ok", "task_retry", "task_failed", "dag_failed"))
+
+
+def test_a_sensor_timeout_fails_the_task_without_using_its_retries(env, write_dag) -> None:
+    write_dag("sensor_timeout.py", """
+        from datetime import datetime, timedelta
+        from scheduler import DAG
+        from scheduler.sensors import PythonSensor
+
+        with DAG("sensor_timeout", schedule=None, start_date=datetime(2024, 1, 1)):
+            PythonSensor(task_id="never", python_callable=lambda: False, poke_interval=0.2,
+                         timeout=1, retries=3, retry_delay=timedelta(0))
+    """)
+    proc = hw(env, "dags", "test", "sensor_timeout", "--output", "json", check=False)
+    import json
+
+    [ti] = json.loads(proc.stdout)["task_instances"]
+    assert (proc.returncode, ti["state"], ti["try_number"]) == (1, "failed", 1)

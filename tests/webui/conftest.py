@@ -151,9 +151,58 @@ def app(settings: Settings, engine: Engine) -> Flask:
     return create_app(settings, engine=engine)
 
 
+PASSWORD = "correct-horse-battery"
+
+
+def add_user(engine: Engine, username: str, role: str) -> None:
+    from webui.users import create_user
+
+    with session_scope(engine) as session:
+        create_user(session, username, PASSWORD, role, now=T0)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> FlaskClient:
+    """Sign ``client`` in through the login form (fetching its CSRF token first)."""
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    response = client.post("/login", data={"username": username, "password": password,
+                                           "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def csrf_of(client: FlaskClient) -> str:
+    """The CSRF token of ``client``'s session."""
+    with client.session_transaction() as sess:
+        return str(sess["csrf_token"])
+
+
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def anon(app: Flask) -> FlaskClient:
+    """A client that has not signed in."""
     return app.test_client()
+
+
+@pytest.fixture
+def client_as(app: Flask, engine: Engine) -> Any:
+    """``client_as("viewer")``: a new client signed in as a new user with that role."""
+
+    def make(role: str) -> FlaskClient:
+        username = f"{role}-user"
+        with session_scope(engine, readonly=True) as session:
+            from webui.users import list_users
+            exists = any(u.username == username for u in list_users(session))
+        if not exists:
+            add_user(engine, username, role)
+        return login(app.test_client(), username)
+
+    return make
+
+
+@pytest.fixture
+def client(client_as: Any) -> FlaskClient:
+    """A client signed in as an admin."""
+    return client_as("admin")
 
 
 @pytest.fixture

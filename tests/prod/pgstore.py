@@ -1,0 +1,48 @@
+"""pytest plugin: run any test that uses the ``env`` fixture against a PostgreSQL store.
+
+Load it with ``-p tests.prod.pgstore`` and choose the store with ``--store postgresql`` (or
+``HEADWATER_TEST_DB=postgresql``)::
+
+    HEADWATER_TEST_DB=postgresql .venv/bin/python -m pytest -p tests.prod.pgstore tests/e2e
+
+Each test then gets a database of its own (``CREATE DATABASE hw_test_<random>``), named in its
+``env`` (``HEADWATER__DATABASE__SQL_ALCHEMY_CONN``) and so in its ``settings``, every
+``headwater`` process it starts, and its ``engine``; the database is dropped when the test ends.
+Without the option the plugin does nothing, and tests run on their SQLite file as always.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.prod import pg
+
+STORE_VAR = "HEADWATER__DATABASE__SQL_ALCHEMY_CONN"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store", choices=["sqlite", "postgresql"],
+        default=os.environ.get("HEADWATER_TEST_DB", "sqlite") or "sqlite",
+        help="the store tests run against (default: $HEADWATER_TEST_DB or sqlite)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"headwater store under test: {config.getoption('--store')}"
+
+
+@pytest.fixture(autouse=True)
+def _store_under_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.config.getoption("--store") != "postgresql" or "env" not in request.fixturenames:
+        yield
+        return
+    env = request.getfixturevalue("env")
+    name, url = pg.create_database()
+    env[STORE_VAR] = url
+    try:
+        yield
+    finally:
+        pg.drop_database(name)
