@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 
 import click
 
 from scheduler.cli._common import AppContext, handle_errors, pass_app
+from scheduler.store.db import backoff_delays
 
 
 def celery_worker_argv(queues: str, concurrency: int, hostname: str | None) -> list[str]:
@@ -60,4 +65,55 @@ def worker(app: AppContext, queues: str, concurrency: int | None, hostname: str 
     logging.getLogger("headwater.worker").info(
         "worker starting (queues %s, concurrency %d, broker %s)", queues, n,
         celery_app.connection_for_write().as_uri())
-    celery_app.worker_main(argv)
+    supervise_celery_worker(lambda: celery_app.worker_main(argv))
+
+
+def supervise_celery_worker(run: Callable[[], object]) -> None:
+    """Run the Celery worker in a child process and start a new one if it ends while nobody
+    asked it to: Celery gives up for good on some broker failures ("Unrecoverable error"
+    when the broker restarts mid-acknowledgement), and a worker must outlive its broker.
+    SIGTERM/SIGINT are passed on to the child (Celery's warm shutdown) and end the loop."""
+    log = logging.getLogger("headwater.worker")
+    stopping = False
+    child = 0
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    delays = backoff_delays(first=1.0, cap=30.0)
+    while not stopping:
+        started = time.monotonic()
+        child = os.fork()
+        if child == 0:
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                run()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        child = 0
+        if stopping:
+            break
+        if time.monotonic() - started > 60:
+            delays = backoff_delays(first=1.0, cap=30.0)  # it ran a while: start over
+        delay = next(delays)
+        log.error("the Celery worker ended (status %s) without being asked to; starting a "
+                  "new one in %.1f s", status, delay)
+        time.sleep(delay)
