@@ -15,11 +15,11 @@ import signal
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, Pipe
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
@@ -55,6 +55,29 @@ HOSTNAME = socket.gethostname()
 #: The loop looks at the store at least this often, for changes nobody woke it for.
 IDLE_WAKE_SECONDS = 1.0
 _WAITING_FOR_TIME = (TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value)
+class TIRow(Protocol):
+    """What the loop's decisions read of a task instance (an ORM object or a plain row)."""
+
+    id: int
+    run_pk: int
+    dag_id: str
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    next_retry_at: datetime | None
+    pool: str
+    pool_slots: int
+    priority_weight: int
+
+
+#: The columns of TIRow, selected as plain rows on the hot path.
+_DECISION_COLUMNS = (
+    TaskInstance.id, TaskInstance.run_pk, TaskInstance.dag_id, TaskInstance.task_id,
+    TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number,
+    TaskInstance.next_retry_at, TaskInstance.pool, TaskInstance.pool_slots,
+    TaskInstance.priority_weight,
+)
 
 
 def utcnow() -> datetime:
@@ -441,10 +464,13 @@ class Scheduler:
             self._starved = False
             return None
         plan = _Plan(runs={r.id: r for r in runs})
-        tis_by_run: dict[int, list[TaskInstance]] = defaultdict(list)
-        for ti in session.scalars(select(TaskInstance).where(TaskInstance.run_pk.in_(plan.runs))):
-            tis_by_run[ti.run_pk].append(ti)
-        scheduled: list[TaskInstance] = []
+        tis_by_run: dict[int, list[TIRow]] = defaultdict(list)
+        # Plain rows of the columns decisions read, not ORM objects: building thousands of
+        # tracked objects per step was most of the step's time (docs/performance.md).
+        for row in session.execute(select(*_DECISION_COLUMNS).where(
+                TaskInstance.run_pk.in_(plan.runs))):
+            tis_by_run[row.run_pk].append(cast(TIRow, row))
+        scheduled: list[TIRow] = []
         for run in runs:
             sdag = self.version(session, run.version_id)
             tis = tis_by_run[run.id]
@@ -497,12 +523,12 @@ class Scheduler:
             log.error("cannot map %s of run %s: %s", task.task_id, run.run_id, exc)
             return 0
 
-    def _mapped_instances_due(self, sdag: SerializedDag, tis: list[TaskInstance],
+    def _mapped_instances_due(self, sdag: SerializedDag, tis: Sequence[TIRow],
                               views: dict[str, TIView], now: datetime,
-                              plan: _Plan) -> list[TaskInstance]:
+                              plan: _Plan) -> list[TIRow]:
         """Mapped task instances move on their own: a retry or reschedule that is due, or one
         reset by a clear whose upstream tasks allow it."""
-        due: list[TaskInstance] = []
+        due: list[TIRow] = []
         for ti in tis:
             if ti.map_index < 0:
                 continue
@@ -633,7 +659,7 @@ class Scheduler:
         commands.set_run_state(session, run, RunState.FAILED, now=now, reason=reason,
                                actor=commands.SCHEDULER)
 
-    def _choose(self, session: Session, scheduled: list[TaskInstance],
+    def _choose(self, session: Session, scheduled: Sequence[TIRow],
                 run_by_pk: dict[int, DagRun]) -> list[int]:
         """The scheduled task instances to queue now, within every limit, best first."""
         free = self.executor.free_slots()
@@ -753,10 +779,10 @@ class Scheduler:
         return dead
 
 
-def _views(tis: list[TaskInstance]) -> dict[str, TIView]:
+def _views(tis: Sequence[TIRow]) -> dict[str, TIView]:
     """What the decisions see of a run's task instances: one view per task, a mapped task's
     instances folded into one state (core.mapping.aggregate_state)."""
-    by_task: dict[str, list[TaskInstance]] = defaultdict(list)
+    by_task: dict[str, list[TIRow]] = defaultdict(list)
     for ti in tis:
         by_task[ti.task_id].append(ti)
     views: dict[str, TIView] = {}
