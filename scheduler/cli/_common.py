@@ -95,7 +95,10 @@ def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], output: str,
         table.add_column(col)
     for item in items:
         table.add_row(*[_cell(item.get(c)) for c in cols])
-    Console(soft_wrap=True).print(table)
+    # Piped into a file or another program, a table keeps its full width instead of folding
+    # every cell to fit 80 columns.
+    width = None if sys.stdout.isatty() else 250
+    Console(soft_wrap=True, width=width).print(table)
 
 
 _STATE_STYLE = {"success": "green", "failed": "red", "upstream_failed": "dark_orange",
