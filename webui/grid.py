@@ -60,6 +60,27 @@ class GridRow:
     task_id: str
     in_latest_version: bool
     cells: tuple[GridCell | None, ...]
+    #: For a mapped task: ``(map_index, cells)`` per map index seen in any run, in order.
+    map_rows: tuple[tuple[int, tuple[GridCell | None, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class DisplayRow:
+    """One line of the drawn grid: a task group (cells: the worst state of its tasks), a
+    task, or one map index of a mapped task. ``ancestors`` are the keys of the rows whose
+    toggle hides this one; ``hidden`` says whether it starts hidden."""
+
+    kind: str  # "group" | "task" | "map"
+    key: str
+    label: str
+    depth: int
+    ancestors: tuple[str, ...]
+    cells: tuple[GridCell | None, ...]
+    task_id: str | None = None
+    map_index: int = -1
+    count: int = 0
+    in_latest_version: bool = True
+    hidden: bool = False
 
 
 def summarize(tis: Sequence[_TaskInstanceLike]) -> GridCell:
@@ -89,5 +110,81 @@ def build_grid(task_ids: Sequence[str], runs: Sequence[_RunLike],
             summarize(by_key[(run.id, task_id)]) if (run.id, task_id) in by_key else None
             for run in runs
         )
-        rows.append(GridRow(task_id=task_id, in_latest_version=task_id in known, cells=cells))
+        indexes = sorted({ti.map_index for run in runs
+                          for ti in by_key.get((run.id, task_id), ()) if ti.map_index >= 0})
+        map_rows = tuple(
+            (index, tuple(
+                next((summarize([ti]) for ti in by_key.get((run.id, task_id), ())
+                      if ti.map_index == index), None)
+                for run in runs))
+            for index in indexes)
+        rows.append(GridRow(task_id=task_id, in_latest_version=task_id in known, cells=cells,
+                            map_rows=map_rows))
     return rows
+
+
+def _worst(cells: Sequence[GridCell | None]) -> GridCell | None:
+    present = [c for c in cells if c is not None]
+    if not present:
+        return None
+    worst = min(present, key=lambda c: _RANK.get(c.state, len(_RANK)))
+    return GridCell(state=worst.state, try_number=max(c.try_number for c in present),
+                    map_index=-1, mapped=0)
+
+
+def display_rows(rows: Sequence[GridRow],
+                 task_groups: Mapping[str, Mapping[str, object]] | None) -> list[DisplayRow]:
+    """The grid's rows as drawn: tasks of a TaskGroup under a collapsible group row (nested
+    groups nested), in the order of their first task; a mapped task as one summary row
+    followed by one (initially hidden) row per map index."""
+    groups = dict(task_groups or {})
+    innermost: dict[str, str] = {}
+    for gid, group in groups.items():
+        for task_id in group.get("tasks", ()) or ():  # type: ignore[attr-defined]
+            if len(gid) > len(innermost.get(str(task_id), "")):
+                innermost[str(task_id)] = gid
+
+    def chain(gid: str | None) -> list[str]:
+        out: list[str] = []
+        while gid and gid in groups and gid not in out:
+            out.insert(0, gid)
+            parent = groups[gid].get("parent")
+            gid = str(parent) if parent else None
+        return out
+
+    def group_key(gid: str) -> str:
+        return "g:" + gid
+
+    width = len(rows[0].cells) if rows else 0
+    members: dict[str, list[GridRow]] = {}
+    for row in rows:
+        for gid in chain(innermost.get(row.task_id)):
+            members.setdefault(gid, []).append(row)
+    out: list[DisplayRow] = []
+    opened: set[str] = set()
+    for row in rows:
+        path = chain(innermost.get(row.task_id))
+        for depth, gid in enumerate(path):
+            if gid in opened:
+                continue
+            opened.add(gid)
+            cells = tuple(_worst([r.cells[i] for r in members[gid]]) for i in range(width))
+            label = gid[len(path[depth - 1]) + 1:] if depth and gid.startswith(
+                path[depth - 1] + ".") else gid
+            out.append(DisplayRow(kind="group", key=group_key(gid), label=label, depth=depth,
+                                  ancestors=tuple(group_key(g) for g in path[:depth]),
+                                  cells=cells, count=len(members[gid])))
+        ancestors = tuple(group_key(g) for g in path)
+        label = row.task_id[len(path[-1]) + 1:] if path and row.task_id.startswith(
+            path[-1] + ".") else row.task_id
+        mapped = len(row.map_rows)
+        key = "t:" + row.task_id
+        out.append(DisplayRow(kind="task", key=key, label=label, depth=len(path),
+                              ancestors=ancestors, cells=row.cells, task_id=row.task_id,
+                              count=mapped, in_latest_version=row.in_latest_version))
+        for index, cells in row.map_rows:
+            out.append(DisplayRow(kind="map", key=f"{key}[{index}]", label=f"[{index}]",
+                                  depth=len(path) + 1, ancestors=(*ancestors, key),
+                                  cells=cells, task_id=row.task_id, map_index=index,
+                                  hidden=True))
+    return out

@@ -114,6 +114,30 @@ def trigger(engine: Any, settings: Settings, dag_id: str, *, conf: Mapping[str, 
     return run
 
 
+def backfill(engine: Any, settings: Settings, dag_id: str, start: datetime, end: datetime, *,
+             max_active_runs: int | None, reverse: bool, rerun_failed: bool,
+             actor: str) -> Any:
+    """Create the backfill runs of ``[start, end]`` without waiting for them (the
+    ``headwater dags backfill --no-wait`` path): the scheduler service runs them."""
+    from scheduler.backfill import BackfillError, run_backfill
+
+    try:
+        result = run_backfill(settings, engine, dag_id, start, end,
+                              max_active_runs=max_active_runs, rerun_failed=rerun_failed,
+                              reverse=reverse, wait=False)
+    except BackfillError as exc:
+        raise OpError(str(exc), 409)
+    now = utcnow()
+    with session_scope(engine) as session:
+        audit(session, actor=actor, action="backfill", now=now, dag_id=dag_id,
+              detail={"start": start.isoformat(), "end": end.isoformat(),
+                      "max_active_runs": max_active_runs, "reverse": reverse,
+                      "rerun_failed": rerun_failed, "created": result.created,
+                      "reused": result.reused, "rerun": result.rerun})
+    notify(settings.home)
+    return result
+
+
 def related_tasks(sdag: SerializedDag, task_ids: Iterable[str], *, upstream: bool,
                   downstream: bool) -> set[str]:
     """``task_ids`` plus, as asked, everything upstream and/or downstream of them."""

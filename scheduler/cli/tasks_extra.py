@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,7 +144,11 @@ def render(app: AppContext, dag_id: str, task_id: str, logical_date: str | None,
     Uses the DAG's latest version, and the run's conf and data interval when a run of that
     logical date exists. Nothing runs and nothing is recorded.
     """
-    fields = render_task_fields(app, dag_id, task_id,
+    from scheduler.cli.dags import _parse
+    from scheduler.tasktest import render_task_fields
+
+    _parse(app)
+    fields = render_task_fields(app.settings, app.engine(), dag_id, task_id,
                                 parse_datetime(logical_date, "LOGICAL_DATE") or datetime.now(UTC))
     if output == "json":
         emit(fields, output)
@@ -154,63 +156,3 @@ def render(app: AppContext, dag_id: str, task_id: str, logical_date: str | None,
     for name, value in fields.items():
         click.echo(f"# ----- {name} -----")
         click.echo(value if isinstance(value, str) else repr(value))
-
-
-def render_task_fields(app: AppContext, dag_id: str, task_id: str,
-                       logical: datetime) -> dict[str, Any]:
-    """``{field: rendered value}`` for each of the task's ``template_fields``."""
-    from sqlalchemy import select
-
-    from scheduler.cli.dags import _parse
-    from scheduler.context import RuntimeTaskInstance, build_context
-    from scheduler.core.timetable import make_timetable
-    from scheduler.errors import NotFound
-    from scheduler.parsing.importer import exec_dag_source
-    from scheduler.plugins import load_plugins
-    from scheduler.store import queries
-    from scheduler.store.db import session_scope
-    from scheduler.store.models import DagRun, DagVersion, TaskInstance
-    from scheduler.templating import make_jinja_env
-
-    _parse(app)
-    engine = app.engine()
-    with session_scope(engine, readonly=True) as session:
-        dag_row = queries.get_dag(session, dag_id)
-        version = session.get(DagVersion, dag_row.latest_version_id)
-        assert version is not None
-        fileloc, source, serialized = version.fileloc, version.source, version.serialized
-        existing = session.scalars(select(DagRun).where(
-            DagRun.dag_id == dag_id, DagRun.logical_date == logical).order_by(DagRun.id)).first()
-        if existing is not None:
-            session.expunge(existing)
-    load_plugins(app.settings.plugins_folder)
-    dag = exec_dag_source(fileloc, source, extra_paths=[str(app.settings.plugins_folder),
-                                                        str(app.settings.dags_folder)])[dag_id]
-    if task_id not in dag.task_dict:
-        raise NotFound(f"DAG {dag_id!r} has no task {task_id!r}; tasks: "
-                       f"{', '.join(sorted(dag.task_dict))}")
-    sdag = SerializedDag.from_dict(serialized)
-    if existing is not None:
-        run = existing
-    else:
-        interval = make_timetable(sdag.schedule, sdag.timezone).manual_interval(logical)
-        run = DagRun(dag_id=dag_id, run_id=f"render__{logical.isoformat()}", run_type="manual",
-                     state="running", logical_date=logical, data_interval_start=interval.start,
-                     data_interval_end=interval.end, conf={}, id=0)
-    ti_row = TaskInstance(id=0, run_pk=run.id, dag_id=dag_id, run_id=run.run_id,
-                          task_id=task_id, map_index=-1, try_number=1, max_tries=0)
-
-    def sessions() -> AbstractContextManager[Session]:
-        return session_scope(engine, readonly=True)
-
-    ti = RuntimeTaskInstance(ti_id=0, run_pk=run.id, dag_id=dag_id, run_id=run.run_id,
-                             task_id=task_id, map_index=-1, try_number=1, max_tries=0,
-                             sessions=sessions)
-    task = copy.copy(dag.task_dict[task_id])
-    params = {k: getattr(v, "value", v) for k, v in (getattr(dag, "params", None) or {}).items()}
-    params.update(getattr(task, "params", None) or {})
-    params.update(run.conf or {})
-    context = build_context(dag=dag, task=task, run=run, ti_row=ti_row, ti=ti,
-                            sessions=sessions, params=params)
-    task.render_template_fields(context, make_jinja_env(dag))
-    return {name: getattr(task, name) for name in task.template_fields}

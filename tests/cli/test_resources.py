@@ -169,3 +169,28 @@ def test_writes_are_recorded_in_the_audit_log(cli, engine) -> None:
         actions = [(a.actor, a.action) for a in session.scalars(
             select(AuditLog).order_by(AuditLog.id))]
     assert actions == [("cli", "variable.set"), ("cli", "pool.set"), ("cli", "variable.delete")]
+
+
+def test_tasks_render_shows_the_fields_rendered_for_a_date_and_for_an_existing_run(
+        env, write_dag) -> None:
+    import json as _json
+
+    from tests.e2e.procs import hw
+
+    write_dag("rendered.py", """
+        from datetime import datetime
+        from scheduler import DAG
+        from scheduler.operators import BashOperator
+
+        with DAG("rendered", schedule=None, start_date=datetime(2024, 1, 1),
+                 params={"who": "world"}):
+            BashOperator(task_id="hello", bash_command="echo {{ ds }} {{ params.who }}")
+    """)
+    fields = _json.loads(hw(env, "tasks", "render", "rendered", "hello", "2024-02-03",
+                            "--output", "json").stdout)
+    assert fields["bash_command"] == "echo 2024-02-03 world"
+    hw(env, "dags", "trigger", "rendered", "--logical-date", "2024-02-04",
+       "--conf", '{"who": "team"}')
+    fields = _json.loads(hw(env, "tasks", "render", "rendered", "hello", "2024-02-04",
+                            "--output", "json").stdout)
+    assert fields["bash_command"] == "echo 2024-02-04 team"

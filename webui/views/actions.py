@@ -136,6 +136,50 @@ def trigger(dag_id: str) -> str | Response | tuple[str, int]:
                            form=request.form), 400
 
 
+def _form_date(raw: str, *, end_of_day: bool = False) -> Any:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if "T" not in raw:
+        raw += "T23:59:59Z" if end_of_day else "T00:00:00Z"
+    return parse_datetime(raw) or parse_datetime(raw + "Z") or parse_datetime(raw + ":00Z")
+
+
+@bp.post("/dags/<path:dag_id>/backfill")
+@requires(Role.OPERATOR)
+def backfill(dag_id: str) -> Response:
+    """Create the runs of a date range for the scheduler to run (not waiting for them)."""
+    ctx = web_context()
+    back = _back(url_for("dags.dag", dag_id=dag_id))
+    start = _form_date(request.form.get("start_date", ""))
+    end = _form_date(request.form.get("end_date", ""), end_of_day=True)
+    raw_max = request.form.get("max_active_runs", "").strip()
+    max_active: int | None = None
+    if raw_max:
+        max_active = int(raw_max) if raw_max.isdigit() and 0 < int(raw_max) <= 1000 else -1
+    if start is None or end is None:
+        flash("Backfill needs a start and an end date like 2024-01-31.", "error")
+        return back
+    if end < start:
+        flash("The end date of a backfill comes after its start date.", "error")
+        return back
+    if max_active == -1:
+        flash("Max active runs is a whole number from 1 to 1000.", "error")
+        return back
+    try:
+        result = ops.backfill(ctx.engine, ctx.settings, dag_id, start, end,
+                              max_active_runs=max_active,
+                              reverse=bool(request.form.get("reverse")),
+                              rerun_failed=bool(request.form.get("rerun_failed")),
+                              actor=actor())
+    except ops.OpError as exc:
+        flash(str(exc), "error")
+        return back
+    flash(f"Backfill created {result.created} run{'s' if result.created != 1 else ''}"
+          f" ({result.reused} already there, {result.rerun} rerun); the scheduler runs them.")
+    return back
+
+
 def _back(default: str) -> Response:
     return redirect(default)
 

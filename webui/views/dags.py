@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from sqlalchemy import select
 
 from scheduler.core.serialized import SerializedDag
@@ -21,7 +21,7 @@ from scheduler.store.models import DagVersion
 from webui import reads, web_context
 from webui.formatting import UNFINISHED_RUN_STATES
 from webui.graph import Bar, gantt_svg, graph_svg
-from webui.grid import build_grid
+from webui.grid import build_grid, display_rows
 from webui.logs import read_log_tail
 
 bp = Blueprint("dags", __name__)
@@ -71,9 +71,10 @@ def dag(dag_id: str) -> str:
     sdag = SerializedDag.from_dict(version.serialized) if version is not None else None
     columns = list(reversed(runs))  # oldest left, newest right
     grid = build_grid(sdag.task_ids if sdag else [], columns, tis_by_run)
+    groups = (version.serialized or {}).get("task_groups") if version is not None else None
     return render_template(
         "dags/dag.html", dag=dag, sdag=sdag, version=version, labels=labels, runs=runs,
-        columns=columns, grid=grid,
+        columns=columns, grid=grid, grid_rows=display_rows(grid, groups),
         auto_refresh=any(r.state in UNFINISHED_RUN_STATES for r in runs))
 
 
@@ -114,9 +115,32 @@ def task_instance(dag_id: str, run_id: str, task_id: str) -> str:
         events, _ = queries.events_page(session, ti_id=ti.id, limit=200, newest_first=False)
     logs = {a.try_number: read_log_tail(a.log_path, ctx.settings.base_log_folder)
             for a in attempts}
+    # Rendering executes the DAG file (and, like the CLI, re-parses the DAGs folder): on demand.
+    want_rendered = request.args.get("rendered") == "1"
+    rendered, render_error = (_rendered_fields(dag_id, task_id, run.logical_date)
+                              if want_rendered else ({}, None))
     return render_template(
         "dags/task_instance.html", run=run, ti=ti, attempts=attempts, logs=logs, xcoms=xcoms,
-        events=events, auto_refresh=run.state in UNFINISHED_RUN_STATES)
+        events=events, rendered=rendered, render_error=render_error,
+        want_rendered=want_rendered,
+        auto_refresh=run.state in UNFINISHED_RUN_STATES)
+
+
+def _rendered_fields(dag_id: str, task_id: str, logical_date: datetime | None
+                     ) -> tuple[dict[str, object], str | None]:
+    """The task's template fields rendered for the run's logical date, as
+    ``headwater tasks render`` shows them (same function), or the reason they cannot be."""
+    from scheduler.tasktest import render_task_fields
+
+    ctx = web_context()
+    when = logical_date if logical_date is not None else datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return render_task_fields(ctx.settings, ctx.engine, dag_id, task_id, when), None
+    except Exception as exc:  # noqa: BLE001 - the DAG file's own code runs here
+        current_app.logger.warning("cannot render %s.%s: %s", dag_id, task_id, exc)
+        return {}, f"{type(exc).__name__}: {exc}"
 
 
 def _version_row(session: object, dag_id: str, version: str | None,
