@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.procs import Service, hw, hw_json
+from tests.e2e.procs import Service, hw, hw_json, ledger_dag_source
 
 pytestmark = pytest.mark.slow
 
@@ -32,27 +32,7 @@ def _run_state(env: dict[str, str]) -> str:
 def test_twenty_kills_of_the_scheduler_group_lose_nothing_and_rerun_nothing_finished(
         env, home, write_dag) -> None:
     ledger = home / "ledger.txt"
-    write_dag("many.py", f"""
-        import os, time
-        from datetime import datetime, timedelta
-        from scheduler import DAG
-        from scheduler.operators import PythonOperator
-
-        def work(task):
-            time.sleep(0.5)
-            fd = os.open({str(ledger)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-            os.write(fd, (task.task_id + "\\n").encode())
-            os.close(fd)
-
-        with DAG("many", schedule=None, start_date=datetime(2024, 1, 1)):
-            prev = None
-            for i in range({N_TASKS}):
-                t = PythonOperator(task_id=f"t{{i:02d}}", python_callable=work, retries=100,
-                                   retry_delay=timedelta(0))
-                if i % 3 and prev is not None:
-                    prev >> t
-                prev = t
-    """)
+    write_dag("many.py", ledger_dag_source(ledger, N_TASKS, work_seconds=0.5, retries=100))
     env = {**env, "HEADWATER__SCHEDULER__TASK_HEARTBEAT_TIMEOUT": "2",
            "HEADWATER__SCHEDULER__SCHEDULER_HEARTBEAT_TIMEOUT": "2"}
     hw(env, "dags", "trigger", "many", "--run-id", "r1")

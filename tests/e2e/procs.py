@@ -80,3 +80,29 @@ def runs_of(env: dict[str, str], dag_id: str) -> list[dict[str, Any]]:
             return []
         raise AssertionError(f"dags list-runs {dag_id} failed: {proc.stderr}")
     return json.loads(proc.stdout)
+
+
+def ledger_dag_source(ledger: Path, n_tasks: int, *, work_seconds: float, retries: int) -> str:
+    """DAG "many": ``n_tasks`` Python tasks (chains of three) that each append their task id
+    to ``ledger`` once their work is done — the side effect that must happen once per task."""
+    return f"""
+        import os, time
+        from datetime import datetime, timedelta
+        from scheduler import DAG
+        from scheduler.operators import PythonOperator
+
+        def work(task):
+            time.sleep({work_seconds})
+            fd = os.open({str(ledger)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            os.write(fd, (task.task_id + "\\n").encode())
+            os.close(fd)
+
+        with DAG("many", schedule=None, start_date=datetime(2024, 1, 1)):
+            prev = None
+            for i in range({n_tasks}):
+                t = PythonOperator(task_id=f"t{{i:02d}}", python_callable=work,
+                                   retries={retries}, retry_delay=timedelta(0))
+                if i % 3 and prev is not None:
+                    prev >> t
+                prev = t
+    """

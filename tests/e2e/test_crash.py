@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.procs import Service, hw, hw_json
+from tests.e2e.procs import Service, hw, hw_json, ledger_dag_source
 
 pytestmark = pytest.mark.slow
 
@@ -17,29 +17,7 @@ N_TASKS = 24
 
 
 def _write_dag(write_dag, ledger: Path) -> None:
-    # Each task appends its id to the ledger when it has done its work: the side effect that
-    # must happen exactly once per task.
-    write_dag("many.py", f"""
-        import os, time
-        from datetime import datetime, timedelta
-        from scheduler import DAG
-        from scheduler.operators import PythonOperator
-
-        def work(task):
-            time.sleep(0.15)
-            fd = os.open({str(ledger)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-            os.write(fd, (task.task_id + "\\n").encode())
-            os.close(fd)
-
-        with DAG("many", schedule=None, start_date=datetime(2024, 1, 1)):
-            prev = None
-            for i in range({N_TASKS}):
-                t = PythonOperator(task_id=f"t{{i:02d}}", python_callable=work, retries=2,
-                                 retry_delay=timedelta(0))
-                if i % 3 and prev is not None:
-                    prev >> t
-                prev = t
-    """)
+    write_dag("many.py", ledger_dag_source(ledger, N_TASKS, work_seconds=0.15, retries=2))
 
 
 def _finished(ledger: Path) -> Counter[str]:
