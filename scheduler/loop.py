@@ -496,8 +496,9 @@ class Scheduler:
             if self._timed_out(run, sdag, now):
                 plan.finishing[run.id] = None
                 continue
-            if run_outcome(sdag, views) is not None:
-                plan.finishing[run.id] = run_outcome(sdag, views)
+            outcome = run_outcome(sdag, views)
+            if outcome is not None:
+                plan.finishing[run.id] = outcome
                 continue
             for ti in tis:
                 if ti.state == TaskState.SCHEDULED.value:

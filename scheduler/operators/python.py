@@ -29,6 +29,10 @@ class PythonOperator(BaseOperator):
 
     template_fields: ClassVar[Sequence[str]] = ("templates_dict", "op_args", "op_kwargs")
     ui_color = "#ffefeb"
+    python_callable: Callable[..., Any]
+    op_args: list[Any]
+    op_kwargs: dict[str, Any]
+    templates_dict: dict[str, Any] | None
 
     def __init__(
         self,
@@ -40,22 +44,10 @@ class PythonOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not callable(python_callable):
-            raise DagDefinitionError(
-                f"python_callable of task {self.task_id!r} is not callable: {python_callable!r}",
-                fileloc=self.fileloc, lineno=self.lineno,
-                hint="pass a function (without calling it)")
-        self.python_callable = python_callable
-        self.op_args: list[Any] = list(op_args or [])
-        self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
-        self.templates_dict = dict(templates_dict) if templates_dict is not None else None
+        set_python_callable(self, python_callable, op_args, op_kwargs, templates_dict)
 
     def execute(self, context: Mapping[str, Any]) -> Any:
-        templates_dict = templating.resolve(self.templates_dict, context)
-        context = {**context, "templates_dict": templates_dict}
-        args = templating.resolve(self.op_args, context)
-        kwargs = templating.resolve(self.op_kwargs, context)
-        return self.execute_callable(args, kwargs, context)
+        return self.execute_callable(*resolved_call(self, context))
 
     def execute_callable(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], context: Mapping[str, Any]
@@ -136,3 +128,27 @@ class ShortCircuitOperator(PythonOperator):
         self.followed_task_ids = sorted(self.downstream_task_ids) if condition else []
         _push_followed(context, self.followed_task_ids)
         return condition
+
+
+def set_python_callable(task: Any, python_callable: Callable[..., Any],
+                        op_args: Sequence[Any] | None, op_kwargs: Mapping[str, Any] | None,
+                        templates_dict: Mapping[str, Any] | None) -> None:
+    """Check and store the arguments shared by PythonOperator and PythonSensor."""
+    if not callable(python_callable):
+        raise DagDefinitionError(
+            f"python_callable of task {task.task_id!r} is not callable: {python_callable!r}",
+            fileloc=task.fileloc, lineno=task.lineno,
+            hint="pass a function (without calling it)")
+    task.python_callable = python_callable
+    task.op_args = list(op_args or [])
+    task.op_kwargs = dict(op_kwargs or {})
+    task.templates_dict = dict(templates_dict) if templates_dict is not None else None
+
+
+def resolved_call(task: Any, context: Mapping[str, Any]
+                  ) -> tuple[Any, Any, dict[str, Any]]:
+    """``(args, kwargs, context)`` for calling the task's callable: XComArgs resolved, the
+    rendered ``templates_dict`` added to the context."""
+    context = {**context, "templates_dict": templating.resolve(task.templates_dict, context)}
+    return (templating.resolve(task.op_args, context),
+            templating.resolve(task.op_kwargs, context), context)

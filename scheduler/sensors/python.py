@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from scheduler import templating
-from scheduler.errors import DagDefinitionError
 from scheduler.operators.base import call_with_context
+from scheduler.operators.python import resolved_call, set_python_callable
 from scheduler.sensors.base import BaseSensorOperator, PokeReturnValue
 
 
@@ -19,6 +18,10 @@ class PythonSensor(BaseSensorOperator):
 
     template_fields: ClassVar[Sequence[str]] = ("templates_dict", "op_args", "op_kwargs")
     ui_color = "#ffefeb"
+    python_callable: Callable[..., Any]
+    op_args: list[Any]
+    op_kwargs: dict[str, Any]
+    templates_dict: dict[str, Any] | None
 
     def __init__(
         self,
@@ -30,20 +33,9 @@ class PythonSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not callable(python_callable):
-            raise DagDefinitionError(
-                f"python_callable of sensor {self.task_id!r} is not callable: "
-                f"{python_callable!r}", fileloc=self.fileloc, lineno=self.lineno,
-                hint="pass a function (without calling it)")
-        self.python_callable = python_callable
-        self.op_args: list[Any] = list(op_args or [])
-        self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
-        self.templates_dict = dict(templates_dict) if templates_dict is not None else None
+        set_python_callable(self, python_callable, op_args, op_kwargs, templates_dict)
 
     def poke(self, context: Mapping[str, Any]) -> bool | PokeReturnValue:
-        templates_dict = templating.resolve(self.templates_dict, context)
-        context = {**context, "templates_dict": templates_dict}
-        result = call_with_context(self.python_callable,
-                                   templating.resolve(self.op_args, context),
-                                   templating.resolve(self.op_kwargs, context), context)
+        args, kwargs, context = resolved_call(self, context)
+        result = call_with_context(self.python_callable, args, kwargs, context)
         return result if isinstance(result, PokeReturnValue) else bool(result)
