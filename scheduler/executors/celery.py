@@ -211,9 +211,11 @@ class CeleryExecutor(Executor):
             return
         import psycopg
 
+        from scheduler.store.db import PG_CONNECT_ARGS
+
         url = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+            conn = psycopg.connect(url, autocommit=True, **PG_CONNECT_ARGS)
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         except psycopg.Error as exc:
             log.warning("cannot LISTEN for recorded attempts (%s); polling the store", exc)

@@ -79,18 +79,22 @@ def normalize_url(url: str) -> str:
     return url
 
 
+#: libpq options of every connection Headwater opens to PostgreSQL (pooled or LISTEN).
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "application_name": "headwater",
+    # Notice a dead server or a cut path within about a minute even on an idle socket.
+    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+}
+
+
 def _make_pg_engine(url: str, **kwargs: Any) -> Engine:
     connect_retry = float(kwargs.pop("connect_retry", CONNECT_RETRY_SECONDS))
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", PG_POOL_SIZE)
     kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
     kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_SECONDS)
-    connect_args = {
-        "connect_timeout": 10,
-        "application_name": "headwater",
-        # Notice a dead server or a cut path within about a minute even on an idle socket.
-        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
-    }
+    connect_args = dict(PG_CONNECT_ARGS)
     connect_args.update(kwargs.pop("connect_args", {}))
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 

@@ -71,6 +71,38 @@ class Service:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def diagnose(self, log_lines: int = 40) -> str:
+        """What a test that timed out should show: the end of the log and, for every process
+        of the service's group still alive, its Python stacks (``py-spy dump``)."""
+        lines = self.output().splitlines()[-log_lines:]
+        parts = [f"--- {self.log_path.name}: last {len(lines)} lines", *lines]
+        spy = Path(sys.executable).with_name("py-spy")
+        for pid in _group_members(self.proc.pid):
+            if not spy.exists():
+                parts.append(f"--- pid {pid}: py-spy is not installed")
+                break
+            dump = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True,
+                                  text=True, timeout=30)
+            parts.append(f"--- py-spy dump --pid {pid}\n{dump.stdout}{dump.stderr}")
+        return "\n".join(parts)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after its ')'.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return sorted(members)
+
 
 def runs_of(env: dict[str, str], dag_id: str) -> list[dict[str, Any]]:
     """The DAG's runs, or [] while the scheduler has not parsed its file yet."""

@@ -8,16 +8,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from scheduler.store.db import make_engine, session_scope
 from scheduler.store.models import DagRun, TaskInstance
 from tests.conftest import wait_for
-from tests.e2e.procs import hw
+from tests.e2e.procs import Service, hw
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,12 @@ TOTAL = 30
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; :meth:`cut` drops every connection and refuses
-    new ones until :meth:`restore` (what a network partition or a restarting server does)."""
+    new ones until :meth:`restore` (what a network partition or a restarting server does).
+
+    Two things matter for the test to measure Headwater and not the proxy: forwarded sockets
+    have no timeout (an idle connection, such as a LISTEN, lives as long as both ends want),
+    and a pair of sockets is closed only once *both* of its pumps have stopped, so a file
+    descriptor is never reused for a new connection while a pump still writes to it."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -53,7 +57,7 @@ class TcpProxy:
         self.port = int(self._listener.getsockname()[1])
         self._open = threading.Event()
         self._open.set()
-        self._conns: set[socket.socket] = set()
+        self._pairs: dict[tuple[socket.socket, socket.socket], int] = {}  # pair -> live pumps
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -72,12 +76,15 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the connect timeout must not become an idle timeout
+            pair = (client, upstream)
             with self._lock:
-                self._conns.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                self._pairs[pair] = 2
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, pair: tuple[socket.socket, socket.socket], src: socket.socket,
+              dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -87,21 +94,26 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
+            for s in pair:  # wakes the other pump; the descriptors stay ours until it is done
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                s.close()
             with self._lock:
-                self._conns.discard(src)
-                self._conns.discard(dst)
+                self._pairs[pair] -= 1
+                last = self._pairs[pair] == 0
+                if last:
+                    del self._pairs[pair]
+            if last:
+                for s in pair:
+                    s.close()
 
     def cut(self) -> None:
         self._open.clear()
         with self._lock:
-            conns = list(self._conns)
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+            pairs = list(self._pairs)
+        for pair in pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
 
     def restore(self) -> None:
         self._open.set()
@@ -120,7 +132,17 @@ def pg_proxy(pg_url: str) -> Iterator[tuple[TcpProxy, str]]:
     proxy.close()
 
 
-def _wait_all_green(pg_url: str, logs: list[Path]) -> None:
+def _unfinished(engine: Engine) -> str:
+    with session_scope(engine, readonly=True) as s:
+        rows = s.execute(select(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.state,
+                                TaskInstance.try_number, TaskInstance.hostname,
+                                TaskInstance.pid)
+                         .where(TaskInstance.state != "success")
+                         .order_by(TaskInstance.dag_id, TaskInstance.task_id)).all()
+    return "\n".join(" ".join(str(v) for v in row) for row in rows)
+
+
+def _wait_all_green(pg_url: str, services: list[Service]) -> None:
     engine = make_engine(pg_url)
     try:
         def done() -> bool:
@@ -128,8 +150,12 @@ def _wait_all_green(pg_url: str, logs: list[Path]) -> None:
                 states = s.scalars(select(DagRun.state)).all()
             return len(states) == 3 and all(st in ("success", "failed") for st in states)
 
-        wait_for(done, timeout=240, interval=0.5,
-                 message=f"every run to finish (logs: {[str(p) for p in logs]})")
+        try:
+            wait_for(done, timeout=240, interval=0.5, message="every run to finish")
+        except AssertionError as exc:
+            report = [str(exc), "--- task instances not succeeded:", _unfinished(engine),
+                      *(svc.diagnose() for svc in services)]
+            raise AssertionError("\n".join(report)) from None
         with session_scope(engine, readonly=True) as s:
             assert set(s.scalars(select(DagRun.state)).all()) == {"success"}
             states = dict(s.execute(select(TaskInstance.state, func.count())
@@ -148,10 +174,6 @@ def _succeeded(pg_url: str) -> int:
         engine.dispose()
 
 
-# Known flake (see the closing note of session 1): it failed once in several clean runs,
-# with no lost or duplicated task, only a run that did not finish in time; one rerun keeps
-# CI from failing on it while the cause is found. A second failure fails the suite.
-@pytest.mark.flaky(reruns=1)
 def test_store_connections_cut_mid_run_recover_without_lost_or_stuck_tasks(
         prod_env, pg_url, pg_proxy, redis_broker, write_dag, services) -> None:
     proxy, proxied_url = pg_proxy
@@ -166,14 +188,10 @@ def test_store_connections_cut_mid_run_recover_without_lost_or_stuck_tasks(
     proxy.cut()
     time.sleep(3)  # the outage itself (shorter than the task heartbeat timeout)
     proxy.restore()
-    _wait_all_green(pg_url, [scheduler.log_path, worker.log_path])
+    _wait_all_green(pg_url, [scheduler, worker])
     assert scheduler.proc.poll() is None and worker.proc.poll() is None, "a service died"
 
 
-# Known flake (see the closing note of session 1): it failed once in several clean runs,
-# with no lost or duplicated task, only a run that did not finish in time; one rerun keeps
-# CI from failing on it while the cause is found. A second failure fails the suite.
-@pytest.mark.flaky(reruns=1)
 def test_broker_restart_mid_run_loses_no_task(
         prod_env, pg_url, redis_broker, write_dag, services) -> None:
     env = {**prod_env, "HEADWATER__CELERY__BROKER_URL": redis_broker.url}
@@ -186,5 +204,5 @@ def test_broker_restart_mid_run_loses_no_task(
     redis_broker.stop()
     time.sleep(3)  # the broker is down: publishing fails and is retried
     redis_broker.start()
-    _wait_all_green(pg_url, [scheduler.log_path, worker.log_path])
+    _wait_all_green(pg_url, [scheduler, worker])
     assert scheduler.proc.poll() is None and worker.proc.poll() is None, "a service died"
