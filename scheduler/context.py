@@ -12,12 +12,15 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler.store.models import Connection, DagRun, TaskInstance, Variable, XCom
+
+if TYPE_CHECKING:
+    from scheduler.store.commands import StartedAttempt
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
@@ -179,7 +182,7 @@ def build_context(
     dag: Any,
     task: Any,
     run: DagRun,
-    ti_row: TaskInstance,
+    ti_row: TaskInstance | StartedAttempt,
     ti: RuntimeTaskInstance,
     sessions: SessionFactory,
     params: dict[str, Any],

@@ -62,6 +62,9 @@ def worker(app: AppContext, queues: str, concurrency: int | None, hostname: str 
     # Check (or create) the schema once here; each pool process opens its own connections.
     app.engine().dispose()
     celery_app = make_celery_app(app.settings)
+    from scheduler.worker import preload_authoring_api
+
+    preload_authoring_api()  # before Celery forks its pool processes
     logging.getLogger("headwater.worker").info(
         "worker starting (queues %s, concurrency %d, broker %s)", queues, n,
         celery_app.connection_for_write().as_uri())

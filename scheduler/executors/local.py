@@ -85,6 +85,9 @@ class LocalExecutor(Executor):
         self.capacity = 2 * self.parallelism
 
     def start(self) -> None:
+        from scheduler.worker import preload_authoring_api
+
+        preload_authoring_api()
         for _ in range(self.parallelism):
             self._spawn()
 

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from scheduler.core.decisions import attempt_failed
@@ -274,6 +283,116 @@ def requeue_lost(session: Session, ti: TaskInstance, *, now: datetime, reason: s
     ti.queued_by_job_id = None
 
 
+@dataclass(frozen=True)
+class StartedAttempt:
+    """The task instance as its attempt started: what the worker needs to run it."""
+
+    id: int
+    run_pk: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    max_tries: int
+    start_date: datetime
+
+
+# The attempt path below (start_attempt, finish_attempt) runs once or twice per task, so it
+# executes statements built once, with bound parameters, on the session's connection (SQLAlchemy
+# Core): no statement construction, no identity map, a fraction of the ORM's cost per attempt.
+# It keeps the rules of the ORM path: transitions checked against the table in core/states.py,
+# one event per state change, in the caller's transaction.
+_TI = cast(Table, TaskInstance.__table__)
+_EVENT = cast(Table, Event.__table__)
+_ATTEMPT = cast(Table, TaskAttempt.__table__)
+_XCOM = cast(Table, XCom.__table__)
+_STARTED_COLUMNS = (_TI.c.id, _TI.c.run_pk, _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id,
+                    _TI.c.map_index, _TI.c.try_number, _TI.c.max_tries)
+# (Parameter names start with "b_" where a column of the same name is set.)
+_CLAIM = (
+    update(_TI)
+    .where(_TI.c.id == bindparam("b_id"), _TI.c.state == TaskState.QUEUED.value,
+           _TI.c.claim == bindparam("b_claim"))
+    .values(state=TaskState.RUNNING.value, start_date=bindparam("b_now"), end_date=None,
+            duration=None, heartbeat_at=bindparam("b_now"), hostname=bindparam("b_hostname"),
+            pid=bindparam("b_pid"))
+    .returning(*_STARTED_COLUMNS)
+)
+_INSERT_EVENT = insert(_EVENT)
+_INSERT_XCOM = insert(_XCOM)
+_DELETE_XCOMS = delete(_XCOM).where(_XCOM.c.ti_id == bindparam("b_id"))
+_LOCK_RUNNING = (select(*_STARTED_COLUMNS, _TI.c.state, _TI.c.start_date)
+                 .where(_TI.c.id == bindparam("b_id")).with_for_update())
+_UPDATE_TI = update(_TI).where(_TI.c.id == bindparam("b_id"))  # SET: the columns given
+_END_ATTEMPT = update(_ATTEMPT).where(_ATTEMPT.c.ti_id == bindparam("b_id"),
+                                      _ATTEMPT.c.try_number == bindparam("b_try"))
+_upserts: dict[str, Any] = {}
+
+
+def _upsert_attempt(conn: Connection) -> Any:
+    """INSERT of an attempt row that updates the row the attempt already has, if any (a
+    rescheduled sensor pokes again within the same try). One statement per dialect."""
+    stmt = _upserts.get(conn.dialect.name)
+    if stmt is None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql as dialect
+        else:
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
+        ins = dialect.insert(_ATTEMPT)
+        stmt = _upserts[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=[_ATTEMPT.c.ti_id, _ATTEMPT.c.try_number],
+            set_={c: ins.excluded[c] for c in ("state", "end_date", "hostname", "pid")})
+    return stmt
+
+
+def _core(session: Session) -> Connection:
+    """The session's connection, with the session's pending ORM changes written first (a
+    caller may have queued the task instance in this same session)."""
+    session.flush()
+    return session.connection()
+
+
+def _forget(session: Session, ti_id: int) -> None:
+    """A TaskInstance of this session that Core statements just changed must be re-read."""
+    ti = session.identity_map.get(session.identity_key(TaskInstance, ti_id))
+    if ti is not None:
+        session.expire(ti)
+
+
+def _event_values(ti: Any, frm: str | None, to: str, *, now: datetime, reason: str | None,
+                  actor: str, try_number: int) -> dict[str, Any]:
+    return {"when": now, "kind": "task", "dag_id": ti.dag_id, "run_id": ti.run_id,
+            "run_pk": ti.run_pk, "ti_id": ti.id, "task_id": ti.task_id,
+            "map_index": ti.map_index, "try_number": try_number, "from_state": frm,
+            "to_state": to, "reason": reason, "actor": actor}
+
+
+def warm_attempt_statements(session: Session, now: datetime) -> None:
+    """Execute each statement of the attempt path once against no row, for a worker to
+    compile them before its first attempt. The caller rolls the transaction back; on SQLite
+    it defers foreign keys first (elsewhere the inserts are left out)."""
+    conn = _core(session)
+    conn.execute(_CLAIM, {"b_id": -1, "b_claim": "", "b_now": now, "b_hostname": "",
+                          "b_pid": 0}).all()
+    conn.execute(_LOCK_RUNNING, {"b_id": -1}).all()
+    conn.execute(_DELETE_XCOMS, {"b_id": -1})
+    conn.execute(_UPDATE_TI, {"b_id": -1, "state": "none", "end_date": now, "claim": None})
+    conn.execute(_END_ATTEMPT, {"b_id": -1, "b_try": 0, "state": "none", "end_date": now,
+                                "error": None})
+    if conn.dialect.name != "sqlite":  # inserts need deferrable foreign keys
+        return
+    conn.execute(_INSERT_EVENT, _event_values(
+        StartedAttempt(-1, -1, "", "", "", -1, 0, 0, now), "none", "none", now=now,
+        reason="", actor="", try_number=0))
+    conn.execute(_upsert_attempt(conn), {
+        "ti_id": -1, "try_number": 0, "state": "none", "start_date": now, "end_date": None,
+        "hostname": "", "pid": 0, "log_path": ""})
+    conn.execute(_INSERT_XCOM, {"ti_id": -1, "run_pk": -1, "dag_id": "", "run_id": "",
+                                "task_id": "", "map_index": -1, "key": "", "value": 0,
+                                "created_at": now})
+
+
 def start_attempt(
     session: Session,
     *,
@@ -283,58 +402,31 @@ def start_attempt(
     pid: int,
     log_path: str,
     now: datetime,
-) -> TaskInstance | None:
+) -> StartedAttempt | None:
     """Claim the queued task instance for the worker holding ``claim`` and mark it running.
 
     Returns None (and changes nothing) when the claim is stale: the task instance was requeued,
     cleared or already started by someone else. The conditional UPDATE makes the claim atomic on
     every backend.
     """
-    claimed = cast(CursorResult[Any], session.execute(
-        update(TaskInstance)
-        .where(
-            TaskInstance.id == ti_id,
-            TaskInstance.state == TaskState.QUEUED.value,
-            TaskInstance.claim == claim,
-        )
-        .values(
-            state=TaskState.RUNNING.value,
-            start_date=now,
-            end_date=None,
-            duration=None,
-            heartbeat_at=now,
-            hostname=hostname,
-            pid=pid,
-        )
-        .execution_options(synchronize_session=False)
-    )).rowcount
-    if claimed != 1:
+    conn = _core(session)
+    row = conn.execute(_CLAIM, {"b_id": ti_id, "b_claim": claim, "b_now": now,
+                                "b_hostname": hostname, "b_pid": pid}).one_or_none()
+    if row is None:
         return None
-    ti = session.get(TaskInstance, ti_id, populate_existing=True)
-    assert ti is not None
-    session.add(
-        _task_event(ti, TaskState.QUEUED.value, TaskState.RUNNING.value, now=now,
-                    reason=f"attempt {ti.try_number} started on {hostname}", actor=WORKER)
-    )
-    session.execute(delete(XCom).where(XCom.ti_id == ti_id))
-    # A rescheduled sensor pokes again within the same try: its attempt row goes on.
-    again = session.execute(
-        update(TaskAttempt)
-        .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == ti.try_number)
-        .values(state=TaskState.RUNNING.value, end_date=None, hostname=hostname, pid=pid)
-        .execution_options(synchronize_session=False))
-    if cast(CursorResult[Any], again).rowcount == 0:
-        session.add(
-            TaskAttempt(
-                ti_id=ti_id,
-                try_number=ti.try_number,
-                state=TaskState.RUNNING.value,
-                start_date=now,
-                hostname=hostname,
-                pid=pid,
-                log_path=log_path,
-            )
-        )
+    ti = StartedAttempt(**row._mapping, start_date=now)
+    if conn.dialect.name != "sqlite":  # inserts need deferrable foreign keys
+        return
+    conn.execute(_INSERT_EVENT, _event_values(
+        ti, TaskState.QUEUED.value, TaskState.RUNNING.value, now=now,
+        reason=f"attempt {ti.try_number} started on {hostname}", actor=WORKER,
+        try_number=ti.try_number))
+    conn.execute(_DELETE_XCOMS, {"b_id": ti_id})
+    conn.execute(_upsert_attempt(conn), {
+        "ti_id": ti_id, "try_number": ti.try_number, "state": TaskState.RUNNING.value,
+        "start_date": now, "end_date": None, "hostname": hostname, "pid": pid,
+        "log_path": log_path})
+    _forget(session, ti_id)
     return ti
 
 
@@ -362,51 +454,52 @@ def finish_attempt(
     same transaction. Returns the task instance's new state, or None when
     the attempt no longer owns it (it was cleared, or declared a zombie meanwhile).
     """
-    # Locked, so a zombie verdict made at the same moment cannot be overwritten (PostgreSQL).
-    ti = session.get(TaskInstance, ti_id, populate_existing=True, with_for_update=True)
+    conn = _core(session)
+    # Locked, so a zombie verdict made at the same moment cannot be overwritten (PostgreSQL;
+    # SQLite's write lock, taken when the transaction began, already serialises writers).
+    ti = conn.execute(_LOCK_RUNNING, {"b_id": ti_id}).one_or_none()
     if ti is None or ti.state != TaskState.RUNNING.value or ti.try_number != try_number:
         return None
+    values: dict[str, Any] = {"end_date": now, "claim": None}
     if outcome == TaskState.FAILED and no_retry:
         to, reason = TaskState.FAILED, f"failed without retry: {error}"
     elif outcome == TaskState.FAILED:
         end = attempt_failed(task, _try_in_cycle(ti, task), now, error=error or "", jitter=jitter)
         to, reason = end.state, end.reason
-        ti.next_retry_at = end.next_retry_at
+        values["next_retry_at"] = end.next_retry_at
     elif outcome == TaskState.UP_FOR_RESCHEDULE:
         to, reason = outcome, f"condition not met; poking again at {reschedule_at}"
-        ti.next_retry_at = reschedule_at or now
+        values["next_retry_at"] = reschedule_at or now
+        values["try_number"] = try_number - 1  # the next poke is the same try
     else:
         to = outcome
         reason = "attempt succeeded" if outcome == TaskState.SUCCESS else (error or "skipped")
-        session.add_all(
-            XCom(
-                ti_id=ti.id,
-                run_pk=ti.run_pk,
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
-                task_id=ti.task_id,
-                map_index=ti.map_index,
-                key=key,
-                value=value,
-                created_at=now,
-            )
-            for key, value in xcoms.items()
-        )
-    set_task_state(session, ti, to, now=now, reason=reason, actor=actor)
-    session.execute(
-        update(TaskAttempt)
-        .where(TaskAttempt.ti_id == ti_id, TaskAttempt.try_number == try_number)
-        .values(state=outcome.value, end_date=now, error=error)
-    )
-    if to == TaskState.UP_FOR_RESCHEDULE:
-        ti.try_number -= 1  # the next poke is the same try
+    check_task_transition(TaskState.RUNNING, to)
+    if ti.start_date is not None and to in (
+            TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY):
+        values["duration"] = (now - ti.start_date).total_seconds()
+    conn.execute(_UPDATE_TI, {"b_id": ti_id, "state": to.value, **values})
+    if conn.dialect.name != "sqlite":  # inserts need deferrable foreign keys
+        return
+    conn.execute(_INSERT_EVENT, _event_values(
+        ti, TaskState.RUNNING.value, to.value, now=now, reason=reason, actor=actor,
+        try_number=try_number))
+    conn.execute(_END_ATTEMPT, {"b_id": ti_id, "b_try": try_number, "state": outcome.value,
+                                "end_date": now, "error": error})
+    if to in (TaskState.SUCCESS, TaskState.SKIPPED) and xcoms:
+        conn.execute(_INSERT_XCOM, [
+            {"ti_id": ti_id, "run_pk": ti.run_pk, "dag_id": ti.dag_id, "run_id": ti.run_id,
+             "task_id": ti.task_id, "map_index": ti.map_index, "key": key, "value": value,
+             "created_at": now}
+            for key, value in xcoms.items()])
+    _forget(session, ti_id)
     followed = xcoms.get("skipmixin_followed") if to == TaskState.SUCCESS else None
     if isinstance(followed, list):
         _skip_not_followed(session, ti, task, set(followed), now=now, actor=actor)
     return to
 
 
-def _skip_not_followed(session: Session, ti: TaskInstance, task: SerializedTask,
+def _skip_not_followed(session: Session, ti: Any, task: SerializedTask,
                        followed: set[str], *, now: datetime, actor: str) -> None:
     """Skip the direct downstream tasks a branch did not choose (trigger rules carry the skip
     further down)."""
@@ -420,7 +513,7 @@ def _skip_not_followed(session: Session, ti: TaskInstance, task: SerializedTask,
                        reason=f"branch {ti.task_id} did not follow it", actor=actor)
 
 
-def _try_in_cycle(ti: TaskInstance, task: SerializedTask) -> int:
+def _try_in_cycle(ti: Any, task: SerializedTask) -> int:
     """The try number counted from the last clear, which is what the retry policy reads."""
     return ti.try_number - max(ti.max_tries - task.retries, 0)
 
