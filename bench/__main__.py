@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="executor for chain_* and fanout_* (others use local)")
     parser.add_argument("--profile", metavar="DIR",
                         help="run each scheduler under cProfile, stats into DIR/*.prof")
+    parser.add_argument("--py-spy", metavar="DIR", dest="py_spy",
+                        help="sample each scheduler and all its processes (workers, task "
+                             "processes) with py-spy into DIR/*.txt; summarise them with "
+                             "`python -m bench.stacks DIR/*.txt`")
     parser.add_argument("--budget", type=float, default=540, metavar="SECONDS",
                         help="skip further repetitions of a workload when they would not leave "
                              "time for the rest within SECONDS (default 540, so that `make "
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     options = Options(db=args.db, executor=args.executor, small=args.small,
-                      profile=args.profile)
+                      profile=args.profile, py_spy=args.py_spy)
     if args.only:
         names = args.only
     elif args.executor != "local":

@@ -42,6 +42,9 @@ class Options:
     small: bool = False
     #: A folder: run every scheduler under cProfile and write its stats there.
     profile: str | None = None
+    #: A folder: sample every scheduler and all its processes (workers, attempts, DAG
+    #: processor) with py-spy; collapsed stacks there, for ``python -m bench.stacks``.
+    py_spy: str | None = None
 
     @property
     def store_kind(self) -> str:
@@ -104,6 +107,7 @@ class Home:
         if executor and executor != "local":
             self.env["HEADWATER__CORE__EXECUTOR"] = executor
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.samplers: list[subprocess.Popen[bytes]] = []
         self.scheduler: subprocess.Popen[bytes] | None = None
         self._engine: Engine | None = None
 
@@ -130,6 +134,30 @@ class Home:
             raise RuntimeError(f"headwater {' '.join(args)} exited {proc.returncode}:\n"
                                f"{proc.stderr[-3000:]}")
         return proc.stdout
+
+    def cli_cpu(self, *args: str, timeout: float = 600) -> float:
+        """Run ``headwater ARGS`` to the end, as :meth:`cli`; the CPU seconds of that process
+        itself (not of its children), read once it has exited but before it is reaped."""
+        log = self.path / f"cli-{secrets.token_hex(3)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*HEADWATER, *args], env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        try:
+            # WNOWAIT leaves the exited process a zombie, whose /proc entry still has its times.
+            while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"headwater {' '.join(args)} took over {timeout:.0f} s")
+                time.sleep(0.02)
+            cpu = proc_cpu_seconds(proc.pid)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"headwater {' '.join(args)} exited {proc.returncode}:\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
+        return cpu
 
     def python(self, code: str, *args: str, timeout: float = 600) -> str:
         """Run ``code`` in a fresh interpreter with this home's environment; its stdout."""
@@ -158,7 +186,23 @@ class Home:
             out = folder / f"scheduler-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}.prof"
             prefix = [sys.executable, "-m", "cProfile", "-o", str(out)]
         self.scheduler = self.spawn(["scheduler"], "scheduler.log", prefix)
+        if self.options.py_spy:
+            self._sample(self.scheduler.pid, "scheduler")
         return self.scheduler
+
+    def _sample(self, pid: int, name: str) -> None:
+        """Record ``pid`` and its descendants with py-spy until it exits (CPU only, no idle
+        threads), as collapsed stacks."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise RuntimeError("--py-spy needs py-spy (pip install py-spy)")
+        folder = Path(self.options.py_spy or ".").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{name}-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}.txt"
+        self.samplers.append(subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "500",
+             "--format", "raw", "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def kill_scheduler_group(self) -> None:
         """SIGKILL the scheduler and every process of its group (its workers, its DAG
@@ -274,6 +318,12 @@ class Home:
                 self.stop(proc)
             except Exception as exc:  # noqa: BLE001 - cleanup goes on
                 print(f"bench: could not stop pid {proc.pid}: {exc}", file=sys.stderr)
+        for sampler in self.samplers:  # each ends (and writes its file) when its target does
+            try:
+                sampler.wait(60)
+            except subprocess.TimeoutExpired:
+                sampler.send_signal(signal.SIGINT)
+                sampler.wait(30)
         if self._engine is not None:
             self._engine.dispose()
         if self.pg is not None:
@@ -290,3 +340,13 @@ def proc_status_mb(pid: int, field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of one process itself (not its children), from
+    /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")

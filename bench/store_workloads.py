@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from bench.dags import daily_dag, grid_dag, parse_dag
-from bench.home import FINISHED, Home, Options
+from bench.home import FINISHED, Home, Options, proc_cpu_seconds
 
 Values = dict[str, float | None]
 
@@ -89,7 +89,9 @@ def has_backfill_command(home: Home) -> bool:
 
 def backfill(options: Options, days: int) -> tuple[Values, str]:
     """A daily DAG of three chained no-op tasks over ``days`` days: seconds from the start of
-    the backfill to the end of its last run (store timestamp), and runs per second. Uses
+    the backfill to the end of its last run (store timestamp), runs per second, and the CPU
+    seconds of the process driving the runs (the backfill command or the scheduler; itself,
+    not its workers). Uses
     ``headwater dags backfill`` when it exists (its wall time includes the command's start and
     parse); otherwise creates the runs as ``headwater dags trigger --logical-date`` does
     (``trigger_run``, all in one transaction) and lets a scheduler run them. Returns the
@@ -107,8 +109,9 @@ def backfill(options: Options, days: int) -> tuple[Values, str]:
             # The command parses, creates the runs and runs them in its own process.
             method = "headwater dags backfill (no scheduler running)"
             started = datetime.now(UTC)
-            home.cli("dags", "backfill", dag_id, "--start-date", FIRST_DAY.isoformat(),
-                     "--end-date", last_day.isoformat(), timeout=600)
+            cpu = home.cli_cpu("dags", "backfill", dag_id, "--start-date",
+                               FIRST_DAY.isoformat(), "--end-date", last_day.isoformat(),
+                               timeout=600)
         else:
             method = "trigger_run x N with a scheduler running (no dags backfill command)"
             home.start_scheduler()
@@ -122,13 +125,15 @@ def backfill(options: Options, days: int) -> tuple[Values, str]:
             return bool(total) and total == done
 
         home.wait(all_finished, 120 + days, f"{days} runs of {dag_id} to finish", interval=0.1)
+        if home.scheduler is not None:
+            cpu = proc_cpu_seconds(home.scheduler.pid)
         runs, ok, last_end = home.read(select(
             func.count(), func.count().filter(DagRun.state == "success"),
             func.max(DagRun.end_date)).where(*in_range))[0]
     if ok != runs or runs != days:
         raise RuntimeError(f"backfill of {days} days left {runs} runs, {ok} successful")
     wall = (last_end - started).total_seconds()
-    return {"wall": wall, "runs_per_s": runs / wall}, method
+    return {"wall": wall, "runs_per_s": runs / wall, "scheduler_cpu": cpu}, method
 
 
 def _fill_store(home: Home, dag_id: str, version_id: int, task_ids: list[str],

@@ -17,7 +17,14 @@ from datetime import datetime
 from sqlalchemy import select
 
 from bench.dags import chain_dag, fanout_dag, parse_dag
-from bench.home import Home, NotAvailable, Options, celery_available, proc_status_mb
+from bench.home import (
+    Home,
+    NotAvailable,
+    Options,
+    celery_available,
+    proc_cpu_seconds,
+    proc_status_mb,
+)
 
 Values = dict[str, float | None]
 
@@ -91,15 +98,19 @@ def chain(options: Options, n: int) -> Values:
 
 
 def fanout(options: Options, n: int, *, bash: bool = False) -> Values:
-    """``n`` independent no-op tasks: trigger-to-success wall time (s) and tasks per second."""
+    """``n`` independent no-op tasks: trigger-to-success wall time (s), tasks per second, and
+    the CPU seconds of the scheduler process itself (its parse, start and loop; not its
+    workers or DAG processor) until the run succeeded."""
     executor = "local" if bash else options.executor
     with Home(options, executor=executor) as home:
         _start_workers(home, executor)
         dag_id = f"{'bash_' if bash else ''}fanout_{n}"
         created, end = _run_one(home, dag_id, fanout_dag(dag_id, n, bash=bash),
                                 timeout=60 + n)
+        assert home.scheduler is not None
+        cpu = proc_cpu_seconds(home.scheduler.pid)
     wall = _seconds(created, end)
-    return {"wall": wall, "tasks_per_s": n / wall}
+    return {"wall": wall, "tasks_per_s": n / wall, "scheduler_cpu": cpu}
 
 
 def scheduler_rss(options: Options, n_tasks: int, n_files: int) -> Values:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, Pipe
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
@@ -55,8 +55,39 @@ HOSTNAME = socket.gethostname()
 #: The loop looks at the store at least this often, for changes nobody woke it for.
 IDLE_WAKE_SECONDS = 1.0
 _WAITING_FOR_TIME = (TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value)
+_DEFERRED = TaskState.DEFERRED.value
+_LOOK_AGAIN = timedelta(seconds=IDLE_WAKE_SECONDS)
 class TIRow(Protocol):
     """What the loop's decisions read of a task instance (an ORM object or a plain row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def run_pk(self) -> int: ...
+    @property
+    def dag_id(self) -> str: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def map_index(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def try_number(self) -> int: ...
+    @property
+    def next_retry_at(self) -> datetime | None: ...
+    @property
+    def pool(self) -> str: ...
+    @property
+    def pool_slots(self) -> int: ...
+    @property
+    def priority_weight(self) -> int: ...
+
+
+class _TIRow(NamedTuple):
+    """A TIRow read as a plain tuple: reading a field of a named tuple costs a tenth of
+    reading one of SQLAlchemy's Row by name, and the snapshot reads every field of every task
+    instance of the running runs on each step."""
 
     id: int
     run_pk: int
@@ -71,13 +102,10 @@ class TIRow(Protocol):
     priority_weight: int
 
 
-#: The columns of TIRow, selected as plain rows on the hot path.
-_DECISION_COLUMNS = (
-    TaskInstance.id, TaskInstance.run_pk, TaskInstance.dag_id, TaskInstance.task_id,
-    TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number,
-    TaskInstance.next_retry_at, TaskInstance.pool, TaskInstance.pool_slots,
-    TaskInstance.priority_weight,
-)
+#: The columns of TIRow, selected as plain rows on the hot path (in _TIRow's order).
+_DECISION_COLUMNS = tuple(getattr(TaskInstance, name) for name in _TIRow._fields)
+#: TaskState by value: a dict lookup, instead of the Enum call's search, per row and step.
+_STATE = {state.value: state for state in TaskState}
 
 
 def utcnow() -> datetime:
@@ -182,6 +210,20 @@ class Scheduler:
         self._starved = False
         # DAG callbacks of runs finished in this step, queued once the step has committed.
         self._callbacks: list[commands.Workload] = []
+        # What the next step must look at. Most steps follow an attempt's end, which changes
+        # task instances only; creating runs, starting queued ones, delivering signals and
+        # advancing sagas are done only when something they depend on may have changed
+        # (everything is unknown at first). Changes made elsewhere (CLI, web UI, a parse) wake
+        # the loop (scheduler.wakeup); a lost wake-up, or another scheduler's change, is seen
+        # within IDLE_WAKE_SECONDS, when the loop looks at everything again.
+        self.last_step = StepResult()
+        self._told = True  # a wake-up or a parse came since the last step
+        self._looked_at: datetime | None = None  # the clock's time of the last such look
+        self._run_ended = True  # a run left `running` since queued runs were last started
+        self._runs_held = False  # queued runs were left waiting for max_active_runs
+        self._next_due: datetime | None = None  # when a schedule next owes a run (not held)
+        self._deferred = True  # the last snapshot held deferred task instances
+        self._compensating = True  # the last saga step saw compensating runs
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -272,6 +314,7 @@ class Scheduler:
                 time.sleep(delay)
                 continue
             store_backoff = backoff_delays()
+            self.last_step = result
             if until is not None and until():
                 break
             deadline = time.monotonic() + result.next_wake
@@ -284,6 +327,7 @@ class Scheduler:
                     break
                 self.executor.drain_events()
             for obj in woken:
+                self._told = True
                 if obj is self._wakeup:
                     self._wakeup.drain()
                 elif self._processor and obj is self._processor[1]:
@@ -300,18 +344,45 @@ class Scheduler:
         now = self.clock()
         result = StepResult()
         self._handle_executor_events(now)
+        # (A clock that went back also counts as time to look.)
+        everything = self._told or self._looked_at is None or not (
+            self._looked_at <= now < self._looked_at + _LOOK_AGAIN)
+        if everything:
+            self._told, self._looked_at = False, now
+        run_ended, self._run_ended = self._run_ended, False
         if self.run_pks is None:
-            result.created, due = self._create_scheduled_runs(now)
-            # A run still due now is held back by max_active_runs: the end of a run wakes us.
-            if due is not None and due > now:
-                result.next_wake = min(result.next_wake, (due - now).total_seconds())
-        self._start_queued_runs(now)
-        deliver_due(self.engine, now, run_filter=self._run_filter())
+            if everything or run_ended or (self._next_due is not None and self._next_due <= now):
+                result.created, due = self._create_scheduled_runs(now)
+                # A run still due now is held back by max_active_runs: the end of a run (or a
+                # change told by a wake-up) is what lets it be created, not the time.
+                self._next_due = due if due is not None and due > now else None
+            if self._next_due is not None:
+                result.next_wake = min(result.next_wake, (self._next_due - now).total_seconds())
+        if everything or run_ended or result.created:
+            self._runs_held = self._start_queued_runs(now)
+        # A deferred task instance's signal may come from the CLI or the API at any time, and
+        # its timeout must fire: while any waits, every step delivers.
+        delivers = everything or self._deferred or self._compensating
+        if delivers:
+            deliver_due(self.engine, now, run_filter=self._run_filter())
         retry_due = self._schedule(now, result)
-        for workload in sagas.advance_sagas(self.engine, self.version, now,
-                                            run_filter=self._run_filter(), job_id=self.job_id,
-                                            free_slots=self.executor.free_slots()):
-            self.executor.queue_workload(workload)
+        if self._deferred and not delivers and deliver_due(
+                self.engine, now, run_filter=self._run_filter()):
+            # A task instance deferred since the last step and its signal was already kept:
+            # step again at once to move its downstream tasks.
+            result.next_wake = 0.0
+        if everything or self._compensating:
+            saga = sagas.advance_sagas(self.engine, self.version, now,
+                                       run_filter=self._run_filter(), job_id=self.job_id,
+                                       free_slots=self.executor.free_slots())
+            self._compensating = saga.compensating > saga.ended
+            result.finished_runs += saga.ended
+            for workload in saga.workloads:
+                self.executor.queue_workload(workload)
+        if result.finished_runs:
+            self._run_ended = True
+            if self._runs_held:
+                result.next_wake = 0.0  # a queued run may take the place of the one that ended
         if retry_due is not None:
             result.next_wake = min(result.next_wake, max(0.0, (retry_due - now).total_seconds()))
         self._housekeeping(now)
@@ -386,14 +457,16 @@ class Scheduler:
                 (DagRun.claimed_by_job_id.is_(None)) | (DagRun.claimed_by_job_id == self.job_id))
         return clauses
 
-    def _start_queued_runs(self, now: datetime) -> None:
+    def _start_queued_runs(self, now: datetime) -> bool:
+        """Start the queued runs that ``max_active_runs`` lets start; returns whether some
+        (may) stay queued, held back by it."""
         with session_scope(self.engine, readonly=True) as session:
             if session.scalar(select(DagRun.id).where(
                     DagRun.state == RunState.QUEUED.value, *self._run_filter()).limit(1)) is None:
-                return
+                return False
             slots = self._free_run_slots(session) if self.max_active_runs is not None else None
             if slots is not None and not slots:
-                return
+                return True
         with session_scope(self.engine) as session:
             queued = session.scalars(
                 select(DagRun).where(DagRun.state == RunState.QUEUED.value, *self._run_filter(),
@@ -404,7 +477,7 @@ class Scheduler:
                 .with_for_update(skip_locked=True)
             ).all()
             if not queued:
-                return
+                return True  # locked by another scheduler, or beyond the limit's slots
             own = self._run_filter() if self.max_active_runs is not None else []
             running = dict(
                 session.execute(
@@ -414,14 +487,18 @@ class Scheduler:
                     .group_by(DagRun.dag_id)
                 ).all()
             )
+            held = False
             for run in queued:
                 limit = (self.max_active_runs if self.max_active_runs is not None
                          else self.version(session, run.version_id).max_active_runs)
                 if running.get(run.dag_id, 0) >= limit:
+                    held = True
                     continue
                 running[run.dag_id] = running.get(run.dag_id, 0) + 1
                 commands.set_run_state(session, run, RunState.RUNNING, now=now,
                                        reason="started", actor=commands.SCHEDULER)
+            # Under the override, the limit bounded how many were read: more may wait.
+            return held or slots is not None
 
     def _free_run_slots(self, session: Session) -> dict[str, int]:
         """Under a ``max_active_runs`` override: how many more of this loop's runs may start,
@@ -461,15 +538,21 @@ class Scheduler:
             select(DagRun).where(DagRun.state == RunState.RUNNING.value, *self._run_filter())
         ).all()
         if not runs:
-            self._starved = False
+            self._starved = self._deferred = False
             return None
         plan = _Plan(runs={r.id: r for r in runs})
-        tis_by_run: dict[int, list[TIRow]] = defaultdict(list)
-        # Plain rows of the columns decisions read, not ORM objects: building thousands of
+        deferred = False
+        tis_by_run: dict[int, list[_TIRow]] = defaultdict(list)
+        # Plain tuples of the columns decisions read, not ORM objects: building thousands of
         # tracked objects per step was most of the step's time (docs/performance.md).
+        make = _TIRow._make
         for row in session.execute(select(*_DECISION_COLUMNS).where(
                 TaskInstance.run_pk.in_(plan.runs))):
-            tis_by_run[row.run_pk].append(cast(TIRow, row))
+            ti = make(row)
+            tis_by_run[ti.run_pk].append(ti)
+            if ti.state == _DEFERRED:
+                deferred = True
+        self._deferred = deferred
         scheduled: list[TIRow] = []
         for run in runs:
             sdag = self.version(session, run.version_id)
@@ -631,8 +714,10 @@ class Scheduler:
             self._callback_due(run, sdag, outcome)
             reason = "decided by its leaf tasks"
             # A failed run with succeeded steps to undo goes compensating instead (sagas.py).
-            if outcome != RunState.FAILED or not sagas.begin_compensation(
+            if outcome == RunState.FAILED and sdag.compensations and sagas.begin_compensation(
                     session, run, sdag, tis, now=now, reason=reason):
+                self._compensating = True  # this step's saga work starts its compensations
+            else:
                 commands.set_run_state(session, run, outcome, now=now, reason=reason,
                                        actor=commands.SCHEDULER)
             result.finished_runs += 1
@@ -676,14 +761,15 @@ class Scheduler:
         pools = dict(session.execute(select(Pool.name, Pool.slots)).all())
         pool_free = {name: slots - used.get(name, 0) for name, slots in pools.items()}
         max_tasks: dict[str, int] = {}
-        candidates = []
-        for order, ti in enumerate(scheduled):
-            run = run_by_pk[ti.run_pk]
-            max_tasks[ti.dag_id] = self.version(session, run.version_id).max_active_tasks
-            candidates.append(Candidate(key=ti.id, dag_id=ti.dag_id, pool=ti.pool,
-                                        pool_slots=ti.pool_slots,
-                                        priority_weight=ti.priority_weight,
-                                        logical_date=run.logical_date, order=order))
+        logical_dates: dict[int, datetime | None] = {}
+        for pk in dict.fromkeys(ti.run_pk for ti in scheduled):  # per run, not per instance
+            run = run_by_pk[pk]
+            max_tasks[run.dag_id] = self.version(session, run.version_id).max_active_tasks
+            logical_dates[pk] = run.logical_date
+        candidates = [Candidate(key=ti.id, dag_id=ti.dag_id, pool=ti.pool,
+                                pool_slots=ti.pool_slots, priority_weight=ti.priority_weight,
+                                logical_date=logical_dates[ti.run_pk], order=order)
+                      for order, ti in enumerate(scheduled)]
         return [int(c.key) for c in pick_tasks_to_queue(  # type: ignore[call-overload]
             candidates, free_slots=free, running_per_dag=running_per_dag,
             max_active_tasks=max_tasks, pool_free=pool_free)]
@@ -783,17 +869,17 @@ class Scheduler:
 def _views(tis: Sequence[TIRow]) -> dict[str, TIView]:
     """What the decisions see of a run's task instances: one view per task, a mapped task's
     instances folded into one state (core.mapping.aggregate_state)."""
-    by_task: dict[str, list[TIRow]] = defaultdict(list)
-    for ti in tis:
-        by_task[ti.task_id].append(ti)
     views: dict[str, TIView] = {}
-    for task_id, items in by_task.items():
-        if len(items) == 1 and items[0].map_index < 0:
-            ti = items[0]
-            views[task_id] = TIView(task_id, TaskState(ti.state), ti.try_number,
-                                    ti.next_retry_at, ti.map_index)
+    mapped: dict[str, list[TIRow]] = defaultdict(list)
+    for ti in tis:
+        if ti.map_index < 0:
+            views[ti.task_id] = TIView(ti.task_id, _STATE[ti.state], ti.try_number,
+                                       ti.next_retry_at, ti.map_index)
         else:
-            views[task_id] = TIView(task_id, aggregate_state([ti.state for ti in items]))
+            mapped[ti.task_id].append(ti)
+    # An expanded task has no placeholder left (it became map index 0: commands.expand_mapped).
+    for task_id, items in mapped.items():
+        views[task_id] = TIView(task_id, aggregate_state([ti.state for ti in items]))
     return views
 
 

@@ -4,6 +4,7 @@ those runs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 
 from sqlalchemy import func, select
@@ -12,7 +13,7 @@ from sqlalchemy.engine import Engine
 from scheduler.config import Settings
 from scheduler.core.states import FINISHED_RUN_STATES, RunState
 from scheduler.executors import make_executor
-from scheduler.loop import Scheduler
+from scheduler.loop import IDLE_WAKE_SECONDS, Scheduler
 from scheduler.store.db import session_scope
 from scheduler.store.models import DagRun
 
@@ -50,12 +51,21 @@ def drive_runs(
                      parse=False, job_kind=job_kind, job_id=job_id,
                      max_active_runs=max_active_runs, newest_first=newest_first)
     loop.start()
+    left: int | None = None
+    look_again_at = 0.0
 
     def done() -> bool:
+        nonlocal left, look_again_at
         if on_step:
             on_step()
+        # Count the unfinished runs only when a step ended one (or all had ended), and on the
+        # loop's slow timer for runs ended elsewhere (a user marking one): most steps end none.
+        mono = time.monotonic()
+        if left is None or left == 0 or loop.last_step.finished_runs or mono >= look_again_at:
+            left = unfinished(engine, run_pks)
+            look_again_at = mono + IDLE_WAKE_SECONDS
         # Also wait for what the executor still holds (a finished run's DAG callback).
-        return unfinished(engine, run_pks) == 0 and not loop.executor.running()
+        return left == 0 and not loop.executor.running()
 
     try:
         loop.run(until=done)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -153,6 +154,16 @@ def request_compensation(session: Session, run: DagRun, *, actor: str, now: date
     return len(again) + len(fresh)
 
 
+@dataclass
+class SagaStep:
+    """What :func:`advance_sagas` did: the workloads to hand to the executor, how many runs
+    were compensating when it looked, and how many of them it ended."""
+
+    workloads: list[commands.Workload] = field(default_factory=list)
+    compensating: int = 0
+    ended: int = 0
+
+
 def advance_sagas(
     engine: Engine,
     version: VersionLookup,
@@ -161,20 +172,22 @@ def advance_sagas(
     run_filter: Sequence[Any] = (),
     free_slots: int = 0,
     job_id: int | None = None,
-) -> list[commands.Workload]:
+) -> SagaStep:
     """One loop step for every ``compensating`` run: schedule the compensations that may
     start (and retries that are due), end runs whose compensations all finished, and queue
-    up to ``free_slots`` scheduled compensations. Returns the workloads to hand to the
-    executor. Takes the write lock only when some run is compensating."""
+    up to ``free_slots`` scheduled compensations. Takes the write lock only when some run is
+    compensating."""
+    step = SagaStep()
     with session_scope(engine, readonly=True) as session:
         if session.scalar(select(DagRun.id).where(
                 DagRun.state == RunState.COMPENSATING.value, *run_filter).limit(1)) is None:
-            return []
-    workloads: list[commands.Workload] = []
+            return step
+    workloads = step.workloads
     with session_scope(engine) as session:
         runs = session.scalars(select(DagRun).where(
             DagRun.state == RunState.COMPENSATING.value, *run_filter)
             .order_by(DagRun.logical_date, DagRun.id)).all()
+        step.compensating = len(runs)
         for run in runs:
             dag = version(session, run.version_id)
             comp_ids = {c.task_id for c in dag.compensations}
@@ -200,10 +213,12 @@ def advance_sagas(
                 log.error("run %s of %s: %s", run.run_id, run.dag_id, reason)
                 commands.set_run_state(session, run, end, now=now, reason=reason,
                                        actor=commands.SCHEDULER)
+                step.ended += 1
                 continue
             if end == RunState.COMPENSATED:
                 commands.set_run_state(session, run, end, now=now, actor=commands.SCHEDULER,
                                        reason="every compensation succeeded")
+                step.ended += 1
                 continue
             to_queue = [tis[t] for t, s in states.items() if s == TaskState.SCHEDULED]
             to_queue = to_queue[:max(free_slots - len(workloads), 0)]
@@ -215,4 +230,4 @@ def advance_sagas(
                 workloads += commands.queue_task_instances(
                     session, to_queue, version_id_of={run.id: run.version_id},
                     timeout_of=timeouts, job_id=job_id, now=now)
-    return workloads
+    return step

@@ -62,3 +62,56 @@ def test_deciding_twenty_runs_takes_as_many_statements_as_deciding_three(
     many = _statements_of_one_decision(engine, loop)
     assert many == few
     assert few <= 8
+
+
+def _statements_of_a_step(engine, loop: Scheduler) -> list[tuple[str, str]]:
+    """(SQL, its parameters as text) of each statement one step of ``loop`` executes."""
+    statements: list[tuple[str, str]] = []
+
+    def record(_conn, _cursor, statement, parameters, *_args) -> None:
+        statements.append((statement, str(parameters)))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        loop.step()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return statements
+
+
+def _looks_for(statements: list[tuple[str, str]]) -> set[str]:
+    """What the loop looked for besides the running runs: runs a schedule owes, queued runs
+    to start, deferred task instances to deliver signals to, compensating runs."""
+    found = set()
+    for sql, params in statements:
+        if "next_run_after" in sql:
+            found.add("runs owed")
+        if "FROM dag_run" in sql and "'queued'" in params:
+            found.add("queued runs")
+        if "'deferred'" in params:
+            found.add("signals")
+        if "'compensating'" in params:
+            found.add("sagas")
+    return found
+
+
+def test_a_step_with_nothing_new_does_not_look_for_runs_signals_or_sagas(
+        engine, settings) -> None:
+    now = [T0]
+    loop = Scheduler(settings, engine, SequentialExecutor(settings), parse=False,
+                     clock=lambda: now[0])
+    _make_runs(engine, 0, 3)
+    loop.start()
+    try:
+        everything = {"runs owed", "queued runs", "signals", "sagas"}
+        assert _looks_for(_statements_of_a_step(engine, loop)) == everything
+        # The same instant, nothing told, no run ended (an attempt's end wakes the loop so):
+        # only the running runs are read.
+        quiet = _statements_of_a_step(engine, loop)
+        assert _looks_for(quiet) == set()
+        assert quiet, "the running runs are still decided"
+        # Once a second the loop looks at everything again, for changes nobody told it.
+        now[0] = T0 + timedelta(seconds=1)
+        assert _looks_for(_statements_of_a_step(engine, loop)) == everything
+    finally:
+        loop.stop()
