@@ -415,8 +415,6 @@ def start_attempt(
     if row is None:
         return None
     ti = StartedAttempt(**row._mapping, start_date=now)
-    if conn.dialect.name != "sqlite":  # inserts need deferrable foreign keys
-        return
     conn.execute(_INSERT_EVENT, _event_values(
         ti, TaskState.QUEUED.value, TaskState.RUNNING.value, now=now,
         reason=f"attempt {ti.try_number} started on {hostname}", actor=WORKER,
@@ -479,8 +477,6 @@ def finish_attempt(
             TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY):
         values["duration"] = (now - ti.start_date).total_seconds()
     conn.execute(_UPDATE_TI, {"b_id": ti_id, "state": to.value, **values})
-    if conn.dialect.name != "sqlite":  # inserts need deferrable foreign keys
-        return
     conn.execute(_INSERT_EVENT, _event_values(
         ti, TaskState.RUNNING.value, to.value, now=now, reason=reason, actor=actor,
         try_number=try_number))
