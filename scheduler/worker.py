@@ -296,12 +296,19 @@ def _execute(
         task_log.error("task failed: %s\n%s", result.error, traceback.format_exc())
     sys.stdout.flush()
     sys.stderr.flush()
+    callbacks = any(getattr(task, name, None) for name in (
+        "on_success_callback", "on_retry_callback", "on_failure_callback"))
     conn.send_bytes(json.dumps({
         "outcome": result.outcome.value, "xcoms": result.xcoms, "error": result.error,
         "reschedule_at": result.reschedule_at.isoformat() if result.reschedule_at else None,
         "defer": result.defer,
         "no_retry": result.no_retry,
+        "waits": callbacks,
     }).encode())
+    if not callbacks:
+        # Nothing left to do here: exit now, so the supervisor records the outcome without
+        # sharing its memory with this process (each page it writes would be copied).
+        return
     try:
         recorded = conn.recv_bytes().decode()
     except EOFError:
@@ -314,7 +321,22 @@ def _execute(
     elif state == TaskState.FAILED:
         context["exception"] = result.error
         _run_callbacks(getattr(task, "on_failure_callback", None), context)
-    task_log.info("attempt ended: %s", state.value if state else "discarded (no longer owned)")
+    task_log.info(_ended(state))
+
+
+def _ended(state: TaskState | None) -> str:
+    return f"attempt ended: {state.value if state else 'discarded (no longer owned)'}"
+
+
+def _append_to_task_log(path: Path, message: str) -> None:
+    """A line in the attempt's log, written by the supervisor once the attempt's process is
+    done with it."""
+    record = logging.LogRecord("headwater.task", logging.INFO, __file__, 0, message, None, None)
+    try:
+        with open(path, "a") as f:
+            f.write(_TASK_LOG_FORMAT.format(record) + "\n")
+    except OSError as exc:
+        log.warning("cannot write to the task log %s: %s", path, exc)
 
 
 def _record(engine: Engine, w: Workload, task: Any, result: AttemptResult) -> TaskState | None:
@@ -434,7 +456,7 @@ def supervise(
         finally:
             os._exit(code)
     child_conn.close()
-    return _watch(w, pid, parent_conn, engine, stask, settings, on_recorded)
+    return _watch(w, pid, parent_conn, engine, stask, settings, on_recorded, log_path)
 
 
 #: How long a task's callbacks may run after its outcome is recorded.
@@ -466,7 +488,7 @@ def _stop_child(pid: int) -> int | None:
 
 def _watch(
     w: Workload, pid: int, conn: Connection, engine: Engine, stask: Any, settings: Settings,
-    on_recorded: Callable[[TaskState | None], None] | None,
+    on_recorded: Callable[[TaskState | None], None] | None, log_path: Path,
 ) -> TaskState | None:
     """Heartbeat while the child runs, enforce its timeout, record what it reports (or that it
     died), then wait for it to exit."""
@@ -496,7 +518,10 @@ def _watch(
                 reported_at = time.monotonic()
                 if on_recorded:
                     on_recorded(recorded)
-                try:
+                if not payload.get("waits", True):  # the child has exited (or is exiting)
+                    _append_to_task_log(log_path, _ended(recorded))
+                    continue
+                try:  # the child runs the callbacks of the recorded state, then exits
                     conn.send_bytes((recorded.value if recorded else "").encode())
                 except OSError:
                     pass

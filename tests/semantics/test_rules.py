@@ -197,6 +197,34 @@ def test_task_and_dag_callbacks_run_with_the_outcome(env, home, write_dag) -> No
                            ("task_ok", "task_retry", "task_failed", "dag_failed"))
 
 
+def test_an_attempt_log_ends_with_the_recorded_outcome_with_or_without_callbacks(
+        env, home, write_dag) -> None:
+    # Without callbacks the task's process exits as soon as it reports and the worker writes
+    # the last line; with callbacks the process waits for the recorded state and writes it.
+    calls = home / "calls"
+    write_dag("ends.py", f"""
+        from datetime import datetime
+        from scheduler import DAG
+        from scheduler.operators import PythonOperator
+
+        def note(context):
+            with open({str(calls)!r}, "a") as fh:
+                fh.write("called\\n")
+
+        with DAG("ends", schedule=None, start_date=datetime(2024, 1, 1)):
+            PythonOperator(task_id="plain", python_callable=lambda: print("plain ran"))
+            PythonOperator(task_id="called", python_callable=lambda: print("called ran"),
+                           on_success_callback=note)
+    """)
+    run = hw_json(env, "dags", "test", "ends")
+    assert run["state"] == "success"
+    for task_id in ("plain", "called"):
+        lines = hw(env, "tasks", "logs", "ends", run["run_id"], task_id).stdout.splitlines()
+        assert f"{task_id} ran" in "\n".join(lines)
+        assert lines[-1].endswith("attempt ended: success"), lines
+    assert calls.read_text() == "called\n"
+
+
 def test_a_sensor_timeout_fails_the_task_without_using_its_retries(env, write_dag) -> None:
     write_dag("sensor_timeout.py", """
         from datetime import datetime, timedelta
