@@ -42,7 +42,7 @@ from scheduler.core.mapping import aggregate_state, mapped_length
 from scheduler.core.serialized import SerializedDag, SerializedTask
 from scheduler.core.states import FINISHED_TASK_STATES, RunState, TaskState
 from scheduler.core.timetable import DataInterval
-from scheduler.executors.base import Executor
+from scheduler.executors.base import Executor, ExecutorEvent
 from scheduler.signals import deliver_due
 from scheduler.store import commands
 from scheduler.store import dags as dag_store
@@ -320,10 +320,8 @@ class Scheduler:
             deadline = time.monotonic() + result.next_wake
             while True:
                 woken = self.executor.wait(max(0.0, deadline - time.monotonic()), extra)
-                # A worker that only became free matters when task instances wait for a slot;
-                # otherwise stepping now would only delay the reaction to the next outcome.
-                kinds = self.executor.pending_event_kinds()
-                if woken or kinds - {"done"} or self._starved or time.monotonic() >= deadline:
+                if woken or time.monotonic() >= deadline or any(
+                        self._needs_step(e) for e in self.executor.pending_events()):
                     break
                 self.executor.drain_events()
             for obj in woken:
@@ -337,6 +335,23 @@ class Scheduler:
                         log.error("the DAG processor died; restarting it")
                         self._processor = None
                         self._start_processor()
+
+    def _needs_step(self, event: ExecutorEvent) -> bool:
+        """Whether an executor event can change a decision. Not: a worker that only became
+        free while no task instance waits for one, nor the success of a leaf task whose run
+        still has other work in this executor (its run cannot have ended, nothing waits for
+        it). In a wide fan-out that is most events, and a step reads every task instance of
+        the running runs."""
+        if event.kind == "done":
+            return self._starved and self.executor.free_slots() > 0
+        w = event.workload
+        if event.kind != "recorded" or event.state != TaskState.SUCCESS.value or w is None:
+            return True
+        sdag = self._versions.get(w.version_id)
+        task = sdag.task_dict.get(w.task_id) if sdag is not None else None
+        if task is None or task.downstream or task.depends_on_past:
+            return True
+        return not self.executor.holds_other_of_run(w.dag_id, w.run_id, w.ti_id)
 
     # -- one step ------------------------------------------------------------------------------
 

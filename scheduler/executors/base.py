@@ -20,6 +20,10 @@ class ExecutorEvent:
     kind: str
     ti_id: int
     try_number: int
+    #: For "recorded": the state stored, when the executor knows it.
+    state: str | None = None
+    #: The workload the event is about, when the executor holds it.
+    workload: Workload | None = None
 
 
 class Executor(ABC):
@@ -42,12 +46,17 @@ class Executor(ABC):
     def drain_events(self) -> list[ExecutorEvent]: ...
 
     @abstractmethod
-    def pending_event_kinds(self) -> set[str]:
-        """The kinds of the events waiting to be drained."""
+    def pending_events(self) -> list[ExecutorEvent]:
+        """The events waiting to be drained (not drained)."""
 
     @abstractmethod
     def running(self) -> set[int]:
         """Task instance ids this executor holds now."""
+
+    def holds_other_of_run(self, dag_id: str, run_id: str, ti_id: int) -> bool:
+        """Whether a workload of that run, other than ``ti_id``'s, is still held here (queued
+        or running). False when the executor cannot tell."""
+        return False
 
     def take_backlog(self) -> list[Workload]:
         """Workloads accepted but not started; the loop gives them back when it stops."""

@@ -266,8 +266,12 @@ class CeleryExecutor(Executor):
             if woken or self._events or time.monotonic() >= deadline:
                 return woken
 
-    def pending_event_kinds(self) -> set[str]:
-        return {e.kind for e in self._events}
+    def pending_events(self) -> list[ExecutorEvent]:
+        return list(self._events)
+
+    def holds_other_of_run(self, dag_id: str, run_id: str, ti_id: int) -> bool:
+        return any(sent.workload.ti_id != ti_id and sent.workload.dag_id == dag_id
+                   and sent.workload.run_id == run_id for sent in self._outstanding.values())
 
     def drain_events(self) -> list[ExecutorEvent]:
         events, self._events = self._events, []

@@ -54,11 +54,12 @@ def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
             break
         workload = Workload.from_dict(message)
 
-        def recorded(_state: Any, w: Workload = workload) -> None:
+        def recorded(state: Any, w: Workload = workload) -> None:
             # Wake the scheduler as soon as the outcome is stored; "done" (idle) follows
             # once the attempt's process has exited.
             with contextlib.suppress(OSError):
-                conn.send(("recorded", w.ti_id, w.try_number))
+                conn.send(("recorded", w.ti_id, w.try_number,
+                           state.value if state is not None else None))
 
         try:
             supervise(workload, settings=settings, engine=engine, dags=dags,
@@ -147,8 +148,9 @@ class LocalExecutor(Executor):
     def _collect(self, conn: Connection) -> None:
         workload = self._busy[conn]
         try:
-            kind, ti_id, try_number = conn.recv()
-            self._events.append(ExecutorEvent(kind, ti_id, try_number))
+            kind, ti_id, try_number, *state = conn.recv()
+            self._events.append(ExecutorEvent(kind, ti_id, try_number,
+                                              state[0] if state else None, workload))
             if kind == "done":
                 del self._busy[conn]
                 self._idle.append(conn)
@@ -163,8 +165,12 @@ class LocalExecutor(Executor):
             conn.close()
             self._spawn()
 
-    def pending_event_kinds(self) -> set[str]:
-        return {e.kind for e in self._events}
+    def pending_events(self) -> list[ExecutorEvent]:
+        return list(self._events)
+
+    def holds_other_of_run(self, dag_id: str, run_id: str, ti_id: int) -> bool:
+        return any(w.ti_id != ti_id and w.dag_id == dag_id and w.run_id == run_id
+                   for w in (*self._busy.values(), *self._backlog))
 
     def drain_events(self) -> list[ExecutorEvent]:
         events, self._events = self._events, []

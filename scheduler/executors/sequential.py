@@ -50,8 +50,8 @@ class SequentialExecutor(Executor):
             return []
         return list(wait(list(extra), timeout=max(0.0, timeout))) if extra else _sleep(timeout)
 
-    def pending_event_kinds(self) -> set[str]:
-        return {e.kind for e in self._events}
+    def pending_events(self) -> list[ExecutorEvent]:
+        return list(self._events)
 
     def drain_events(self) -> list[ExecutorEvent]:
         events, self._events = self._events, []

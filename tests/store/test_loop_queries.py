@@ -115,3 +115,46 @@ def test_a_step_with_nothing_new_does_not_look_for_runs_signals_or_sagas(
         assert _looks_for(_statements_of_a_step(engine, loop)) == everything
     finally:
         loop.stop()
+
+
+class _Holding(SequentialExecutor):
+    """An executor that says it still holds other work of a run (or not), with no free slot."""
+
+    def __init__(self, settings, holds: bool) -> None:
+        super().__init__(settings)
+        self.holds = holds
+
+    def holds_other_of_run(self, dag_id: str, run_id: str, ti_id: int) -> bool:
+        return self.holds
+
+    def free_slots(self) -> int:
+        return 0
+
+
+def test_only_events_that_can_change_a_decision_wake_the_loop(engine, settings) -> None:
+    from scheduler.executors.base import ExecutorEvent
+
+    _make_runs(engine, 0, 1)
+    executor = _Holding(settings, holds=True)
+    loop = Scheduler(settings, engine, executor, parse=False)
+    _statements_of_one_decision(engine, loop)  # the loop now holds the DAG's version
+    [version_id] = loop._versions
+
+    def ended(task_id: str, state: str = "success") -> ExecutorEvent:
+        w = commands.Workload(ti_id=1, dag_id="wide", run_id="r0", task_id=task_id,
+                              map_index=-1, try_number=1, version_id=version_id, claim="c")
+        return ExecutorEvent("recorded", 1, 1, state, w)
+
+    # A leaf's success while its run has other work here: nothing waits for it, the run goes on.
+    assert not loop._needs_step(ended("t7"))
+    # Its downstream may be ready now; a failure may retry or decide the run.
+    assert loop._needs_step(ended("t2"))
+    assert loop._needs_step(ended("t7", "failed"))
+    assert loop._needs_step(ExecutorEvent("recorded", 1, 1))  # not known to this executor
+    assert loop._needs_step(ExecutorEvent("lost", 1, 1))
+    # The run's last work: it may have ended.
+    executor.holds = False
+    assert loop._needs_step(ended("t7"))
+    # A free worker matters only to task instances waiting for one, if a slot is free.
+    loop._starved = False
+    assert not loop._needs_step(ExecutorEvent("done", 1, 1))
