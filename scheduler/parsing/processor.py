@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -82,6 +83,14 @@ def parse_dags_folder(
         now = clock()
         with session_scope(engine) as session:
             owners = dag_store.dag_owner_files(session)
+            declared_before = dag_store.file_dag_ids(session, [f for f, *_ in to_parse])
+            # Decide file by file, in order, then write in a few statements per batch.
+            to_record: list[tuple[dict[str, Any], str]] = []
+            parsed_files: list[dag_store.ParsedFile] = []
+            clean: list[str] = []
+            # DAGs a file stopped declaring, less those a later file in this pass declared:
+            # what storing the files one at a time would have left inactive.
+            dropped: set[str] = set()
             for (fileloc, digest, mtime, size), result in zip(to_parse, results, strict=True):
                 report.parsed.append(fileloc)
                 dag_ids: list[str] = []
@@ -99,13 +108,11 @@ def parse_dags_folder(
                                 traceback="", now=now)
                             report.errors[fileloc] = error_message
                             continue
-                        dag_store.record_dag(
-                            session, serialized, result.source, now=now,
-                            paused_by_default=settings.dags_are_paused_at_creation)
+                        to_record.append((serialized, result.source))
                         owners[serialized["dag_id"]] = fileloc
                         dag_ids.append(serialized["dag_id"])
                     if fileloc not in report.errors:
-                        dag_store.clear_import_error(session, fileloc)
+                        clean.append(fileloc)
                 else:
                     dag_store.set_import_error(
                         session, fileloc=fileloc, message=error.message, lineno=error.lineno,
@@ -115,11 +122,18 @@ def parse_dags_folder(
                         else f"{fileloc}: {error.message}")
                     # Keep the DAGs the file declared before it broke: their runs go on with
                     # the last good version until the file is fixed.
-                    row = dag_store.known_files(session).get(fileloc)
-                    dag_ids = list(row.dag_ids) if row else []
-                dag_store.record_file(
-                    session, fileloc=fileloc, content_hash=digest, mtime=mtime, size=size,
-                    dag_ids=dag_ids, now=now, duration=result.duration)
+                    dag_ids = declared_before.get(fileloc, [])
+                dropped.difference_update(dag_ids)
+                dropped.update(set(declared_before.get(fileloc, [])) - set(dag_ids))
+                parsed_files.append(dag_store.ParsedFile(
+                    fileloc=fileloc, content_hash=digest, mtime=mtime, size=size,
+                    dag_ids=dag_ids, duration=result.duration))
                 report.dag_ids.extend(dag_ids)
+            dag_store.record_dags(session, to_record, now=now,
+                                  paused_by_default=settings.dags_are_paused_at_creation)
+            dag_store.clear_import_errors(session, clean)
+            dag_store.record_files(session, parsed_files, now=now)
+            if dropped:
+                dag_store.deactivate_dags(session, dropped)
     report.seconds = time.monotonic() - started
     return report
