@@ -767,12 +767,15 @@ class Scheduler:
         if free <= 0:
             return []
         active = (TaskState.QUEUED.value, TaskState.RUNNING.value)
-        running_per_dag = dict(session.execute(
-            select(TaskInstance.dag_id, func.count()).where(TaskInstance.state.in_(active))
-            .group_by(TaskInstance.dag_id)).all())
-        used = dict(session.execute(
-            select(TaskInstance.pool, func.coalesce(func.sum(TaskInstance.pool_slots), 0))
-            .where(TaskInstance.state.in_(active)).group_by(TaskInstance.pool)).all())
+        running_per_dag: dict[str, int] = defaultdict(int)
+        used: dict[str, int] = defaultdict(int)
+        for dag_id, pool, count, slots in session.execute(
+                select(TaskInstance.dag_id, TaskInstance.pool, func.count(),
+                       func.coalesce(func.sum(TaskInstance.pool_slots), 0))
+                .where(TaskInstance.state.in_(active))
+                .group_by(TaskInstance.dag_id, TaskInstance.pool)):
+            running_per_dag[dag_id] += count
+            used[pool] += slots
         pools = dict(session.execute(select(Pool.name, Pool.slots)).all())
         pool_free = {name: slots - used.get(name, 0) for name, slots in pools.items()}
         max_tasks: dict[str, int] = {}
