@@ -77,7 +77,7 @@ class Service:
         lines = self.output().splitlines()[-log_lines:]
         parts = [f"--- {self.log_path.name}: last {len(lines)} lines", *lines]
         spy = Path(sys.executable).with_name("py-spy")
-        for pid in _group_members(self.proc.pid):
+        for pid in live_group_members(self.proc.pid):
             if not spy.exists():
                 parts.append(f"--- pid {pid}: py-spy is not installed")
                 break
@@ -87,8 +87,9 @@ class Service:
         return "\n".join(parts)
 
 
-def _group_members(pgid: int) -> list[int]:
-    """The live processes of process group ``pgid`` (from /proc)."""
+def live_group_members(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid``, from /proc (zombies waiting to be
+    reaped do not count)."""
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

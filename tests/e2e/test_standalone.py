@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, wait_for
-from tests.e2e.procs import Service, hw, hw_json, runs_of
+from tests.e2e.procs import Service, hw, hw_json, live_group_members, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -53,23 +53,6 @@ def _port_is_free(port: int) -> bool:
                 return False
             raise
     return True
-
-
-def _live_processes_in_group(pgid: int) -> list[int]:
-    """Processes of the group that are still alive (zombies waiting to be reaped do not count)."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...; comm may contain spaces, so split after its ')'.
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            alive.append(int(entry.name))
-    return alive
 
 
 @pytest.fixture
@@ -126,7 +109,7 @@ def test_standalone_serves_the_examples_runs_a_trigger_and_stops_on_sigterm(
     assert run_id in page[1]
 
     pgid = svc.pid  # Service starts it in its own session: the group id is its pid
-    before = _live_processes_in_group(pgid)
+    before = live_group_members(pgid)
     assert len(before) >= 2, f"expected the scheduler and the web server, found {before}"
     assert not _port_is_free(port)
     svc.proc.send_signal(signal.SIGTERM)
@@ -134,7 +117,7 @@ def test_standalone_serves_the_examples_runs_a_trigger_and_stops_on_sigterm(
         svc.proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"standalone still running 20 s after SIGTERM:\n{svc.output()}")
-    wait_for(lambda: not _live_processes_in_group(pgid), timeout=15, interval=0.1,
+    wait_for(lambda: not live_group_members(pgid), timeout=15, interval=0.1,
              message="every process of standalone (web server, workers) to exit")
     wait_for(lambda: _port_is_free(port), timeout=5, interval=0.1,
              message=f"port {port} to be free")
