@@ -227,12 +227,13 @@ def _execute(
     the state the supervisor recorded, then run the matching callbacks."""
     # The inherited pool holds the worker's connections: the first store access of this
     # process replaces them with its own (most attempts never touch the store themselves).
-    own_pool: list[bool] = []
+    own_pool = False
 
     def _engine() -> Engine:
+        nonlocal own_pool
         if not own_pool:
             engine.dispose(close=False)
-            own_pool.append(True)
+            own_pool = True
         return engine
 
     def sessions() -> AbstractContextManager[Session]:
