@@ -18,17 +18,12 @@ from scheduler.operators.base import BaseOperator, call_with_context
 FOLLOWED_XCOM_KEY = "skipmixin_followed"
 
 
-class PythonOperator(BaseOperator):
-    """Calls ``python_callable(*op_args, **op_kwargs)`` plus the context values it asks for.
-
-    Context keys are passed by name when the callable has a parameter of that name, or all of
-    them when it takes ``**kwargs`` (Airflow semantics); ``templates_dict`` (rendered) is added
-    to the context. XComArgs in ``op_args``/``op_kwargs``/``templates_dict`` are resolved
-    first. The callable's return value is the task's XCom.
-    """
+class PythonCallableMixin:
+    """The arguments of a task that calls a Python callable (PythonOperator, PythonSensor):
+    checked and stored here, resolved for a call by :func:`resolved_call`."""
 
     template_fields: ClassVar[Sequence[str]] = ("templates_dict", "op_args", "op_kwargs")
-    ui_color = "#ffefeb"
+    ui_color: ClassVar[str] = "#ffefeb"
     python_callable: Callable[..., Any]
     op_args: list[Any]
     op_kwargs: dict[str, Any]
@@ -43,8 +38,18 @@ class PythonOperator(BaseOperator):
         templates_dict: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # the operator class that follows in the MRO
         set_python_callable(self, python_callable, op_args, op_kwargs, templates_dict)
+
+
+class PythonOperator(PythonCallableMixin, BaseOperator):
+    """Calls ``python_callable(*op_args, **op_kwargs)`` plus the context values it asks for.
+
+    Context keys are passed by name when the callable has a parameter of that name, or all of
+    them when it takes ``**kwargs`` (Airflow semantics); ``templates_dict`` (rendered) is added
+    to the context. XComArgs in ``op_args``/``op_kwargs``/``templates_dict`` are resolved
+    first. The callable's return value is the task's XCom.
+    """
 
     def execute(self, context: Mapping[str, Any]) -> Any:
         return self.execute_callable(*resolved_call(self, context))
