@@ -22,23 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-
-def _dag_source(n: int, bash: bool) -> str:
-    op = ('BashOperator(task_id=f"t{i}", bash_command="true")' if bash
-          else 'PythonOperator(task_id=f"t{i}", python_callable=noop)')
-    return textwrap.dedent(f"""
-        from datetime import datetime
-        from scheduler import DAG
-        from scheduler.operators import BashOperator, PythonOperator
-
-        def noop():
-            return None
-
-        with DAG("attempts", schedule=None, start_date=datetime(2024, 1, 1),
-                 max_active_tasks={n}):
-            for i in range({n}):
-                {op}
-    """)
+from bench.dags import fanout_dag
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in [k for k in os.environ if k.startswith("HEADWATER__")]:
             del os.environ[key]
         Path(home, "dags").mkdir()
-        Path(home, "dags", "attempts.py").write_text(_dag_source(args.tasks, args.bash))
+        Path(home, "dags", "attempts.py").write_text(
+            textwrap.dedent(fanout_dag("attempts", args.tasks, bash=args.bash)))
 
         from sqlalchemy import select
 
