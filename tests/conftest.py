@@ -68,6 +68,16 @@ def write_dag(home: Path) -> Callable[[str, str], Path]:
     return _write
 
 
+@pytest.fixture
+def scheduler(env: dict[str, str], home: Path) -> Iterator[Any]:
+    """A `headwater scheduler` on the test's home, stopped at the end."""
+    from tests.e2e.procs import Service
+
+    svc = Service(env, "scheduler", log=home / "scheduler.log")
+    yield svc
+    svc.stop()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,16 +17,9 @@ from scheduler.store.db import session_scope
 from scheduler.store.models import DagRun, TaskInstance
 from scheduler.wakeup import notify
 from tests.conftest import wait_for
-from tests.e2e.procs import Service, hw, hw_json
+from tests.e2e.procs import hw, hw_json
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def scheduler(env, home: Path) -> Iterator[Service]:
-    svc = Service(env, "scheduler", log=home / "scheduler.log")
-    yield svc
-    svc.stop()
 
 
 def _descendants(pid: int) -> list[int]:

@@ -139,3 +139,8 @@ def ledger_dag_source(ledger: Path, n_tasks: int, *, work_seconds: float, retrie
                     prev >> t
                 prev = t
     """
+
+
+def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
+    """The state of run ``run_id`` of ``dag_id``, or None while it does not exist."""
+    return next((r["state"] for r in runs_of(env, dag_id) if r["run_id"] == run_id), None)

@@ -4,8 +4,6 @@ as a new try, and brings their finished run back to running and on to its new en
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,20 +11,9 @@ from sqlalchemy import select
 from scheduler.store.db import session_scope
 from scheduler.store.models import Event
 from tests.conftest import wait_for
-from tests.e2e.procs import HEADWATER, Service, hw, hw_json, runs_of
+from tests.e2e.procs import HEADWATER, hw, hw_json, run_state, runs_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def scheduler(env: dict[str, str], home: Path) -> Iterator[Service]:
-    svc = Service(env, "scheduler", log=home / "scheduler.log")
-    yield svc
-    svc.stop()
-
-
-def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
-    return next((r["state"] for r in runs_of(env, dag_id) if r["run_id"] == run_id), None)
 
 
 def states(env: dict[str, str], dag_id: str, run_id: str) -> dict[str, tuple[str, int]]:

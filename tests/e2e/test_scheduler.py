@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.procs import Service, hw, hw_json, runs_of
+from tests.e2e.procs import Service, hw, hw_json, run_state, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,6 @@ def start_scheduler(env: dict[str, str], home: Path) -> Iterator[Callable[..., S
     yield _start
     for svc in started:
         svc.stop()
-
-
-def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
-    runs = runs_of(env, dag_id)
-    return next((r["state"] for r in runs if r["run_id"] == run_id), None)
 
 
 def wait_run_finished(env: dict[str, str], dag_id: str, run_id: str, timeout: float = 60) -> str:

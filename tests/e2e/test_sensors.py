@@ -4,9 +4,7 @@ timeout and soft_fail, ExternalTaskSensor across DAGs, and TriggerDagRunOperator
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -14,20 +12,9 @@ from sqlalchemy import select
 from scheduler.store.db import session_scope
 from scheduler.store.models import Event
 from tests.conftest import wait_for
-from tests.e2e.procs import Service, hw, hw_json, runs_of
+from tests.e2e.procs import Service, hw, hw_json, run_state, runs_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def scheduler(env: dict[str, str], home: Path) -> Iterator[Service]:
-    svc = Service(env, "scheduler", log=home / "scheduler.log")
-    yield svc
-    svc.stop()
-
-
-def run_state(env: dict[str, str], dag_id: str, run_id: str) -> str | None:
-    return next((r["state"] for r in runs_of(env, dag_id) if r["run_id"] == run_id), None)
 
 
 def wait_finished(env: dict[str, str], dag_id: str, run_id: str, svc: Service,
