@@ -79,6 +79,8 @@ class LocalExecutor(Executor):
         self._pids: dict[Connection, int] = {}
         self._idle: list[Connection] = []
         self._busy: dict[Connection, Workload] = {}
+        #: Busy workers whose attempt's outcome is stored (they are finishing up).
+        self._recorded: set[Connection] = set()
         self._backlog: deque[Workload] = deque()
         self._events: list[ExecutorEvent] = []
         # Workloads held beyond the busy workers: a worker that finishes takes the next one at
@@ -151,11 +153,15 @@ class LocalExecutor(Executor):
             kind, ti_id, try_number, *state = conn.recv()
             self._events.append(ExecutorEvent(kind, ti_id, try_number,
                                               state[0] if state else None, workload))
-            if kind == "done":
+            if kind == "recorded":
+                self._recorded.add(conn)
+            elif kind == "done":
                 del self._busy[conn]
+                self._recorded.discard(conn)
                 self._idle.append(conn)
         except (EOFError, OSError):
             del self._busy[conn]
+            self._recorded.discard(conn)
             log.error("worker process %s died holding task instance %s",
                       self._pids.get(conn), workload.ti_id)
             self._events.append(ExecutorEvent("lost", workload.ti_id, workload.try_number))
@@ -169,8 +175,11 @@ class LocalExecutor(Executor):
         return list(self._events)
 
     def holds_other_of_run(self, dag_id: str, run_id: str, ti_id: int) -> bool:
+        # A workload whose outcome is already stored does not count: its worker is only
+        # finishing up, and the end of the run may be waiting for that outcome alone.
+        unrecorded = (w for conn, w in self._busy.items() if conn not in self._recorded)
         return any(w.ti_id != ti_id and w.dag_id == dag_id and w.run_id == run_id
-                   for w in (*self._busy.values(), *self._backlog))
+                   for w in (*unrecorded, *self._backlog))
 
     def drain_events(self) -> list[ExecutorEvent]:
         events, self._events = self._events, []
@@ -200,3 +209,4 @@ class LocalExecutor(Executor):
         self._pids.clear()
         self._idle.clear()
         self._busy.clear()
+        self._recorded.clear()
