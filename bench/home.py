@@ -342,11 +342,39 @@ def proc_status_mb(pid: int, field: str) -> float:
     raise RuntimeError(f"/proc/{pid}/status has no {field}")
 
 
+def _stat_fields(pid: int) -> list[str]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of one process itself (not its children), from
     /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name (field 2) may hold spaces; the fields after it are plain numbers.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = _stat_fields(pid)
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of all its descendants: those alive now (their own time)
+    and those already reaped (counted in their parent's cutime and cstime, fields 16 and 17
+    of proc(5))."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(
+                    int(entry.name))
+            except (OSError, ValueError):
+                continue  # it ended meanwhile
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat_fields(current)
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])
+        todo.extend(children.get(current, []))
+    return total / os.sysconf("SC_CLK_TCK")
