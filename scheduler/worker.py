@@ -20,13 +20,14 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Engine
@@ -114,6 +115,13 @@ class DagCache:
             self._cache.pop(next(iter(self._cache)))
         self._cache[version_id] = loaded
         return loaded
+
+    def loaded(self, version_id: int) -> LoadedDag:
+        """A version :meth:`get` has loaded (in this process or before it was forked)."""
+        return self._cache[version_id]
+
+    def versions(self) -> frozenset[int]:
+        return frozenset(self._cache)
 
 
 def preload_authoring_api() -> None:
@@ -403,12 +411,15 @@ def supervise(
     engine: Engine,
     dags: DagCache,
     on_recorded: Callable[[TaskState | None], None] | None = None,
+    forks: AttemptForkServer | None = None,
 ) -> TaskState | None:
     """See the attempt of ``w`` through: claim it, run it in a child process, record its end.
 
     This (long-lived, warmed-up) process does every store write of the attempt; the child
     only runs user code and reports its result over a pipe, so an attempt costs a fork and
-    no per-process database warm-up. ``on_recorded`` is called as soon as the outcome is
+    no per-process database warm-up. With ``forks``, the child comes from the worker's fork
+    server instead of a fork of this process (see :mod:`scheduler.forkserver`).
+    ``on_recorded`` is called as soon as the outcome is
     stored (before the child's callbacks finish), to wake the scheduler. Returns the recorded
     state, or None when the claim was stale (somebody else owns the task instance now).
     """
@@ -435,11 +446,52 @@ def supervise(
             log_path=str(log_path), now=utcnow())
         if ti_row is None:
             return None
-        # A detached copy for the attempt's context (read with Core: no identity map to fill).
+        # The run's row for the attempt's context (read with Core: no identity map to fill).
         runs = cast(Table, DagRun.__table__)
-        run = DagRun(**session.connection().execute(
+        run_values = dict(session.connection().execute(
             select(runs).where(runs.c.id == ti_row.run_pk)).one()._mapping)
 
+    if forks is not None:
+        child: _AttemptChild = forks.spawn(w, ti_row, run_values, log_path)
+    else:
+        child = _fork_attempt(partial(_attempt_main, settings, engine, dags),
+                              w, ti_row, run_values, log_path)
+    return _watch(w, child, engine, stask, settings, on_recorded, log_path)
+
+
+def _attempt_main(settings: Settings, engine: Engine, dags: DagCache, conn: Connection,
+                  w: Workload, ti_row: commands.StartedAttempt, run_values: dict[str, Any],
+                  log_path: Path) -> None:
+    """The body of an attempt's process (forked by the worker or by its fork server, both
+    holding the DAG already loaded)."""
+    loaded = dags.loaded(w.version_id)
+    _execute(w, settings, engine, loaded, log_path, ti_row, DagRun(**run_values), conn)
+
+
+class _AttemptChild(Protocol):
+    """An attempt's process as its supervisor sees it: the pipe to it, and its end."""
+
+    conn: Connection
+
+    def stop(self, grace: float) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class _ForkedChild:
+    """An attempt's process forked by this (the supervising) process."""
+
+    def __init__(self, pid: int, conn: Connection) -> None:
+        self.pid, self.conn = pid, conn
+
+    def stop(self, grace: float) -> int | None:
+        return _stop_child(self.pid, grace)
+
+    def wait(self) -> int:
+        return os.waitpid(self.pid, 0)[1]
+
+
+def _fork_attempt(main: Callable[..., None], *args: Any) -> _ForkedChild:
     parent_conn, child_conn = Pipe(duplex=True)
     # Move every object made so far out of the collector's reach: a collection in the child
     # would otherwise touch the whole inherited heap and copy it page by page (tens of ms).
@@ -450,14 +502,51 @@ def supervise(
         try:
             parent_conn.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _execute(w, settings, engine, loaded, log_path, ti_row, run, child_conn)
+            main(child_conn, *args)
         except BaseException:  # noqa: BLE001
             code = 1
             traceback.print_exc()
         finally:
             os._exit(code)
     child_conn.close()
-    return _watch(w, pid, parent_conn, engine, stask, settings, on_recorded, log_path)
+    return _ForkedChild(pid, parent_conn)
+
+
+class AttemptForkServer:
+    """A worker's fork server for its attempts (see :mod:`scheduler.forkserver`), restarted
+    whenever an attempt needs a DAG version loaded after the server was forked."""
+
+    def __init__(self, settings: Settings, engine: Engine, dags: DagCache,
+                 close_in_server: Sequence[Connection] = ()) -> None:
+        from scheduler.forkserver import ForkServer
+
+        self._dags = dags
+        self._server = ForkServer(partial(_attempt_main, settings, engine, dags),
+                                  close_in_server=close_in_server)
+        self._versions: frozenset[int] = frozenset()
+
+    def spawn(self, w: Workload, *args: Any) -> _AttemptChild:
+        from scheduler.forkserver import ForkServerGone
+
+        for last in (False, True):
+            if w.version_id not in self._versions or not self._server.alive:
+                self._server.start()
+                self._versions = self._dags.versions()
+            try:
+                return self._server.spawn(w, *args)
+            except ForkServerGone:
+                if last:
+                    raise
+                log.warning("the fork server of worker %d died; starting another", os.getpid())
+        raise AssertionError("unreachable")
+
+    @property
+    def pid(self) -> int | None:
+        """The fork server's process id (None while it is not running)."""
+        return self._server.pid
+
+    def stop(self) -> None:
+        self._server.stop()
 
 
 #: How long a task's callbacks may run after its outcome is recorded.
@@ -466,15 +555,15 @@ CALLBACK_TIMEOUT = 60.0
 KILL_GRACE = 5.0
 
 
-def _stop_child(pid: int) -> int | None:
-    """SIGTERM the attempt's process (its handler runs the operator's ``on_kill``, which stops
-    e.g. a Bash command's process group), then SIGKILL it if it has not exited within
-    ``KILL_GRACE``. Returns its exit status if it was reaped here."""
+def _stop_child(pid: int, grace: float = KILL_GRACE) -> int | None:
+    """SIGTERM a child process of ours (an attempt's handler runs the operator's ``on_kill``,
+    which stops e.g. a Bash command's process group), then SIGKILL it if it has not exited
+    within ``grace``. Returns its exit status if it was reaped here."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return None
-    deadline = time.monotonic() + KILL_GRACE
+    deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -488,7 +577,7 @@ def _stop_child(pid: int) -> int | None:
 
 
 def _watch(
-    w: Workload, pid: int, conn: Connection, engine: Engine, stask: Any, settings: Settings,
+    w: Workload, child: _AttemptChild, engine: Engine, stask: Any, settings: Settings,
     on_recorded: Callable[[TaskState | None], None] | None, log_path: Path,
 ) -> TaskState | None:
     """Heartbeat while the child runs, enforce its timeout, record what it reports (or that it
@@ -499,6 +588,7 @@ def _watch(
     reported_at: float | None = None
     failure: str | None = None
     status: int | None = None
+    conn = child.conn
     try:
         while True:
             reported = reported_at is not None
@@ -528,14 +618,14 @@ def _watch(
                     pass
                 continue
             if timeout is not None and not reported and time.monotonic() - started >= timeout:
-                status = _stop_child(pid)
+                status = child.stop(KILL_GRACE)
                 failure = (f"execution_timeout of {timeout:g} s exceeded; the task process "
                            "was stopped")
                 break
             if reported_at is not None and time.monotonic() - reported_at > CALLBACK_TIMEOUT:
                 log.error("callbacks of %s ran longer than %s s; stopping them", w.task_id,
                           CALLBACK_TIMEOUT)
-                status = _stop_child(pid)
+                status = child.stop(KILL_GRACE)
                 break
             if not reported:
                 try:
@@ -549,10 +639,14 @@ def _watch(
     finally:
         conn.close()
     if status is None:
-        _, status = os.waitpid(pid, 0)
+        try:
+            status = child.wait()
+        except ChildProcessError as exc:  # its fork server died: the exit status is lost
+            log.error("cannot learn how the process of %s ended: %s", w.task_id, exc)
     if reported_at is None:
         if failure is None:
-            how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+            how = ("ended (how is unknown: its fork server died)" if status is None else
+                   f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                    else f"exited with code {os.WEXITSTATUS(status)}")
             failure = f"the task process {how} before reporting its end"
         _record_failure(engine, w, stask, failure)
@@ -609,5 +703,5 @@ def _run_dag_callback(w: Workload, settings: Settings, engine: Engine, dags: Dag
         time.sleep(0.01)
     log.error("the %s callback of %s ran longer than %s s; stopping it", w.callback, w.dag_id,
               CALLBACK_TIMEOUT)
-    if _stop_child(pid) is None:
+    if _stop_child(pid, KILL_GRACE) is None:
         os.waitpid(pid, 0)

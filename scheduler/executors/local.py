@@ -28,7 +28,7 @@ log = logging.getLogger("headwater.executor")
 
 def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
     from scheduler.store.db import make_engine
-    from scheduler.worker import DagCache, supervise, warm_up
+    from scheduler.worker import AttemptForkServer, DagCache, supervise, warm_up
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when we stop
     stopping = False
@@ -41,35 +41,40 @@ def _worker_main(conn: Connection, settings: Settings, parent_pid: int) -> None:
     engine = make_engine(settings.sql_alchemy_conn)
     warm_up(engine)
     dags = DagCache(engine, settings)
-    while not stopping:
-        try:
-            if not conn.poll(1.0):
-                if os.getppid() != parent_pid:
-                    break  # orphaned: the scheduler is gone
-                continue
-            message = conn.recv()
-        except (EOFError, OSError):
-            break
-        if message is None:
-            break
-        workload = Workload.from_dict(message)
+    # The attempts' processes come from a fork server, not from this busy process.
+    forks = AttemptForkServer(settings, engine, dags, close_in_server=[conn])
+    try:
+        while not stopping:
+            try:
+                if not conn.poll(1.0):
+                    if os.getppid() != parent_pid:
+                        break  # orphaned: the scheduler is gone
+                    continue
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            if message is None:
+                break
+            workload = Workload.from_dict(message)
 
-        def recorded(state: Any, w: Workload = workload) -> None:
-            # Wake the scheduler as soon as the outcome is stored; "done" (idle) follows
-            # once the attempt's process has exited.
-            with contextlib.suppress(OSError):
-                conn.send(("recorded", w.ti_id, w.try_number,
-                           state.value if state is not None else None))
+            def recorded(state: Any, w: Workload = workload) -> None:
+                # Wake the scheduler as soon as the outcome is stored; "done" (idle) follows
+                # once the attempt's process has exited.
+                with contextlib.suppress(OSError):
+                    conn.send(("recorded", w.ti_id, w.try_number,
+                               state.value if state is not None else None))
 
-        try:
-            supervise(workload, settings=settings, engine=engine, dags=dags,
-                      on_recorded=recorded)
-        except Exception:  # noqa: BLE001 - report it and stay available
-            log.exception("worker failed to supervise %s", workload)
-        try:
-            conn.send(("done", workload.ti_id, workload.try_number))
-        except (BrokenPipeError, OSError):
-            break
+            try:
+                supervise(workload, settings=settings, engine=engine, dags=dags,
+                          on_recorded=recorded, forks=forks)
+            except Exception:  # noqa: BLE001 - report it and stay available
+                log.exception("worker failed to supervise %s", workload)
+            try:
+                conn.send(("done", workload.ti_id, workload.try_number))
+            except (BrokenPipeError, OSError):
+                break
+    finally:
+        forks.stop()
 
 
 class LocalExecutor(Executor):
