@@ -90,7 +90,7 @@ class LocalExecutor(Executor):
         self._events: list[ExecutorEvent] = []
         # Workloads held beyond the busy workers: a worker that finishes takes the next one at
         # once, without waiting for a scheduler step, and the scheduler queues in batches.
-        self.capacity = 2 * self.parallelism
+        self.capacity = 4 * self.parallelism
 
     def start(self) -> None:
         from scheduler.worker import preload_authoring_api
