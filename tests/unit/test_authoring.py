@@ -80,6 +80,14 @@ def test_shift_operators_and_lists_wire_upstream_and_downstream() -> None:
     assert [t.task_id for t in d.roots] == ["a"] and [t.task_id for t in d.leaves] == ["f"]
 
 
+def test_topological_order_puts_upstream_first_and_otherwise_keeps_the_order_written() -> None:
+    with DAG("order", start_date=START) as d:
+        z, y, x, w = (EmptyOperator(task_id=i) for i in "zyxw")
+        x >> z
+    # z waits for x; among the tasks ready at each point the one written first comes first.
+    assert [t.task_id for t in d.topological_sort()] == ["y", "x", "z", "w"]
+
+
 def test_set_upstream_and_downstream_and_chain() -> None:
     with DAG("chained", start_date=START):
         a, b, c, d1, d2, e1, e2, z = (EmptyOperator(task_id=i) for i in
