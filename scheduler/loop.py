@@ -679,14 +679,21 @@ class Scheduler:
         ids = {t[0] for t in plan.transitions} | set(plan.queue)
         # Rows another scheduler is changing are skipped (PostgreSQL; SQLite has one writer):
         # they are left for the next step, like rows that moved since the snapshot.
-        rows = {ti.id: ti for ti in session.scalars(
-            select(TaskInstance).where(TaskInstance.id.in_(ids))
-            .with_for_update(skip_locked=True))} if ids else {}
+        rows = commands.lock_task_instances(session, ids) if ids else {}
+        to_schedule: list[tuple[commands.LockedTI, str]] = []
         for ti_id, seen, to, reason in plan.transitions:
-            ti = rows.get(ti_id)
-            if ti is not None and ti.state == seen:
+            row = rows.get(ti_id)
+            if row is None or row.state != seen:
+                continue
+            if to == TaskState.SCHEDULED:  # most transitions, in bulk
+                to_schedule.append((row, reason))
+            else:
+                ti = session.get(TaskInstance, ti_id)
+                assert ti is not None  # (locked)
                 commands.set_task_state(session, ti, to, now=now, reason=reason,
                                         actor=commands.SCHEDULER)
+            rows[ti_id] = row._replace(state=to.value)
+        commands.schedule_locked(session, to_schedule, now=now, actor=commands.SCHEDULER)
         for placeholder_id, count in plan.expansions:
             placeholder = session.get(TaskInstance, placeholder_id,
                                       with_for_update={"skip_locked": True})
@@ -701,11 +708,12 @@ class Scheduler:
         if not to_queue:
             return []
         timeouts: dict[int, float | None] = {}
-        for ti in to_queue:
-            task = self.version(session, plan.runs[ti.run_pk].version_id).task_dict.get(ti.task_id)
+        for row in to_queue:
+            sdag = self.version(session, plan.runs[row.run_pk].version_id)
+            task = sdag.task_dict.get(row.task_id)
             timeout = task.execution_timeout if task else None
-            timeouts[ti.id] = timeout.total_seconds() if timeout else None
-        workloads = commands.queue_task_instances(
+            timeouts[row.id] = timeout.total_seconds() if timeout else None
+        workloads = commands.queue_locked(
             session, to_queue, version_id_of={pk: r.version_id for pk, r in plan.runs.items()},
             timeout_of=timeouts, job_id=self.job_id, now=now)
         result.queued = len(workloads)
@@ -719,18 +727,24 @@ class Scheduler:
         if run is None or run.state != RunState.RUNNING.value:
             return
         sdag = self.version(session, run.version_id)
-        tis = list(session.scalars(select(TaskInstance).where(TaskInstance.run_pk == run_pk)))
+
+        def instances() -> list[TaskInstance]:
+            return list(session.scalars(select(TaskInstance).where(
+                TaskInstance.run_pk == run_pk)))
+
         if self._timed_out(run, sdag, now):
-            self._fail_run_on_timeout(session, run, tis, sdag, now)
+            self._fail_run_on_timeout(session, run, instances(), sdag, now)
             result.finished_runs += 1
             return
-        outcome = run_outcome(sdag, _views(tis))
+        # (Plain rows to decide; ORM objects only where task instances change.)
+        outcome = run_outcome(sdag, _views([_TIRow._make(row) for row in session.execute(
+            select(*_DECISION_COLUMNS).where(TaskInstance.run_pk == run_pk))]))
         if outcome is not None:
             self._callback_due(run, sdag, outcome)
             reason = "decided by its leaf tasks"
             # A failed run with succeeded steps to undo goes compensating instead (sagas.py).
             if outcome == RunState.FAILED and sdag.compensations and sagas.begin_compensation(
-                    session, run, sdag, tis, now=now, reason=reason):
+                    session, run, sdag, instances(), now=now, reason=reason):
                 self._compensating = True  # this step's saga work starts its compensations
             else:
                 commands.set_run_state(session, run, outcome, now=now, reason=reason,

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
@@ -248,6 +248,87 @@ def queue_task_instances(
                 execution_timeout=timeout_of.get(ti.id),
             )
         )
+    return workloads
+
+
+class LockedTI(NamedTuple):
+    """A task instance the scheduler's write transaction is about to change, as a plain row."""
+
+    id: int
+    run_pk: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    queue: str
+
+
+def lock_task_instances(session: Session, ids: Iterable[int]) -> dict[int, LockedTI]:
+    """The task instances ``ids``, locked for this transaction, by id. Rows another scheduler
+    is changing are left out (PostgreSQL; SQLite has a single writer)."""
+    conn = _core(session)
+    return {row.id: LockedTI._make(row) for row in conn.execute(
+        select(*(_TI.c[name] for name in LockedTI._fields))
+        .where(_TI.c.id.in_(list(ids))).with_for_update(skip_locked=True))}
+
+
+# A step of a wide run moves hundreds of task instances at once (200 to ``scheduled`` in the
+# first step of a 200-task fan-out): the two functions below do it in two executemany
+# statements each, not one ORM object and flush per row. Same rules as set_task_state.
+
+def schedule_locked(session: Session, moves: Sequence[tuple[LockedTI, str]], *, now: datetime,
+                    actor: str) -> None:
+    """Move locked task instances to ``scheduled``, each with its reason."""
+    if not moves:
+        return
+    for ti, _ in moves:
+        check_task_transition(TaskState(ti.state), TaskState.SCHEDULED)
+    conn = _core(session)
+    conn.execute(_UPDATE_TI, [{"b_id": ti.id, "state": TaskState.SCHEDULED.value}
+                              for ti, _ in moves])
+    conn.execute(_INSERT_EVENT, [
+        _event_values(ti, ti.state, TaskState.SCHEDULED.value, now=now, reason=reason,
+                      actor=actor, try_number=ti.try_number) for ti, reason in moves])
+    for ti, _ in moves:
+        _forget(session, ti.id)
+
+
+def queue_locked(
+    session: Session,
+    tis: Sequence[LockedTI],
+    *,
+    version_id_of: Mapping[int, int],
+    timeout_of: Mapping[int, float | None],
+    job_id: int | None,
+    now: datetime,
+) -> list[Workload]:
+    """:func:`queue_task_instances` for locked rows: each moves to ``queued`` with its next
+    try and a fresh claim token; returns their workloads."""
+    values: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    workloads: list[Workload] = []
+    for ti in tis:
+        check_task_transition(TaskState(ti.state), TaskState.QUEUED)
+        claim = uuid.uuid4().hex
+        values.append({"b_id": ti.id, "state": TaskState.QUEUED.value,
+                       "try_number": ti.try_number + 1, "claim": claim, "queued_at": now,
+                       "queued_by_job_id": job_id})
+        # (The event carries the try the instance had when it was queued, as the ORM path.)
+        events.append(_event_values(ti, ti.state, TaskState.QUEUED.value, now=now,
+                                    reason="queued", actor=SCHEDULER, try_number=ti.try_number))
+        workloads.append(Workload(
+            ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+            map_index=ti.map_index, try_number=ti.try_number + 1,
+            version_id=version_id_of[ti.run_pk], claim=claim, queue=ti.queue,
+            execution_timeout=timeout_of.get(ti.id)))
+    if values:
+        conn = _core(session)
+        conn.execute(_UPDATE_TI, values)
+        conn.execute(_INSERT_EVENT, events)
+        for ti in tis:
+            _forget(session, ti.id)
     return workloads
 
 
