@@ -43,7 +43,7 @@ from scheduler.core.serialized import SerializedDag, SerializedTask
 from scheduler.core.states import FINISHED_TASK_STATES, RunState, TaskState
 from scheduler.core.timetable import DataInterval
 from scheduler.executors.base import Executor, ExecutorEvent
-from scheduler.signals import deliver_due
+from scheduler.signals import deliver_due, next_timeout
 from scheduler.store import commands
 from scheduler.store import dags as dag_store
 from scheduler.store.db import backoff_delays, is_disconnect, session_scope
@@ -400,6 +400,12 @@ class Scheduler:
                 result.next_wake = 0.0  # a queued run may take the place of the one that ended
         if retry_due is not None:
             result.next_wake = min(result.next_wake, max(0.0, (retry_due - now).total_seconds()))
+        if self._deferred:  # wake when the first wait for a signal times out, not later
+            with session_scope(self.engine, readonly=True) as session:
+                timeout_at = next_timeout(session, run_filter=self._run_filter())
+            if timeout_at is not None:
+                result.next_wake = min(result.next_wake,
+                                       max(0.0, (timeout_at - now).total_seconds()))
         self._housekeeping(now)
         return result
 

@@ -137,12 +137,15 @@ def deliver_signals(session: Session, now: datetime, *, run_filter: Sequence[Any
     return changed
 
 
-def next_timeout(session: Session) -> datetime | None:
-    """The earliest time a deferred task instance's wait ends, for the loop's wake-up."""
-    return session.scalar(select(TaskInstance.defer_timeout_at).where(
+def next_timeout(session: Session, *, run_filter: Sequence[Any] = ()) -> datetime | None:
+    """The earliest time a deferred task instance's wait ends, for the loop's wake-up (among
+    the runs ``run_filter`` selects, as clauses on DagRun)."""
+    stmt = select(TaskInstance.defer_timeout_at).where(
         TaskInstance.state == TaskState.DEFERRED.value,
         TaskInstance.defer_timeout_at.is_not(None))
-        .order_by(TaskInstance.defer_timeout_at).limit(1))
+    if run_filter:
+        stmt = stmt.join(DagRun, DagRun.id == TaskInstance.run_pk).where(*run_filter)
+    return session.scalar(stmt.order_by(TaskInstance.defer_timeout_at).limit(1))
 
 
 def deliver_due(engine: Any, now: datetime, *, run_filter: Sequence[Any] = ()) -> int:

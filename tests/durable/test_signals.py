@@ -159,3 +159,29 @@ def test_signals_cli_sends_and_lists(env, write_dag, home: Path) -> None:
     assert (pending["kind"], pending["name"], pending["sent_by"]) == ("sent", "approval", "ann")
     bad = hw(env, "signals", "send", "approval", "r1", "x", "--payload", "{nope", check=False)
     assert bad.returncode != 0 and "JSON" in bad.stderr
+
+
+def test_the_loop_wakes_when_a_wait_times_out_not_at_its_next_idle_tick(
+        engine, settings, run_pk) -> None:
+    from scheduler.core.states import RunState
+    from scheduler.executors.sequential import SequentialExecutor
+    from scheduler.loop import Scheduler
+
+    with session_scope(engine) as session:
+        run = session.get(DagRun, run_pk)
+        assert run is not None
+        commands.set_run_state(session, run, RunState.RUNNING, now=T0, reason="t", actor="t")
+    ti_id = _defer(engine, run_pk, timeout_at=T0 + timedelta(milliseconds=300))
+    now = [T0 + timedelta(milliseconds=100)]
+    loop = Scheduler(settings, engine, SequentialExecutor(settings), parse=False,
+                     clock=lambda: now[0])
+    loop.start()
+    try:
+        assert loop.step().next_wake <= 0.2  # the wait ends 0.2 s from now
+        now[0] = T0 + timedelta(milliseconds=300)
+        loop.step()
+    finally:
+        loop.stop()
+    with session_scope(engine, readonly=True) as session:
+        ti = session.get(TaskInstance, ti_id)
+        assert ti is not None and ti.state == "failed"
