@@ -69,7 +69,10 @@ def list_dags(app: AppContext, output: str, include_inactive: bool) -> None:
     _parse(app)
     with session_scope(app.engine(), readonly=True) as session:
         rows = [
-            {"dag_id": d.dag_id, "schedule": d.schedule, "paused": d.is_paused,
+            # (The store keeps "None" for the UI to show; a program gets null.)
+            {"dag_id": d.dag_id,
+             "schedule": d.schedule if d.schedule != "None" or output != "json" else None,
+             "paused": d.is_paused,
              "next_run": d.next_logical_date, "tags": d.tags or [], "fileloc": d.fileloc,
              **({"active": d.is_active} if include_inactive else {})}
             for d in queries.list_dags(session, include_inactive=include_inactive)

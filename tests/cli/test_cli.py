@@ -216,6 +216,7 @@ def test_dags_list_json_has_the_contract_keys(cli_json, write_dag) -> None:
     assert Path(sums["fileloc"]) == sums_path and Path(manual["fileloc"]) == manual_path
     assert datetime.fromisoformat(sums["next_run"]).tzinfo is not None
     assert manual["next_run"] is None  # schedule=None: no run is ever owed
+    assert manual["schedule"] is None  # null, not the text "None"
 
 
 def test_import_errors_go_to_stderr_with_file_and_line_and_spare_the_good_dags(
