@@ -20,9 +20,17 @@ def test_the_attempt_tool_runs_attempts_and_prints_each_figure() -> None:
     figures = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
                if line and not line.startswith("#")}
     assert set(figures) == {f"attempt.python.{name}" for name in (
-        "wall", "worker_cpu", "process_cpu", "worker_faults", "process_faults")}
+        "wall", "worker_cpu", "process_cpu", "worker_faults", "process_faults", "server_cpu",
+        "server_faults")}
     assert all(float(value) >= 0 for value, _unit in figures.values())
     assert "# 3 attempts" in proc.stdout
+    # Forked by the worker itself (as the Celery worker does): no fork server to report.
+    direct = subprocess.run([sys.executable, "-m", "bench.attempt", "--tasks", "3", "--direct"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert direct.returncode == 0, direct.stderr
+    assert {line.split()[0] for line in direct.stdout.splitlines()
+            if line and not line.startswith("#")} == {f"attempt.python.direct.{name}" for name in (
+                "wall", "worker_cpu", "process_cpu", "worker_faults", "process_faults")}
 
 
 def test_stacks_are_summed_by_role_and_function(tmp_path: Path) -> None:

@@ -90,9 +90,11 @@ def _apply(session, run: DagRun, op: str, pick: int, choice: int, now: datetime)
         commands.queue_task_instances(session, [ti], version_id_of={run.id: run.version_id},
                                       timeout_of={}, job_id=None, now=now)
     elif op == "start" and state == TaskState.QUEUED:
-        assert ti.claim is not None
-        commands.start_attempt(session, ti_id=ti.id, claim=ti.claim, hostname="h", pid=1,
-                               log_path="", now=now)
+        # Moved to queued by hand (set_task), it has no claim: no worker can start it.
+        claimed = ti.claim is not None
+        started = commands.start_attempt(session, ti_id=ti.id, claim=ti.claim or "",
+                                         hostname="h", pid=1, log_path="", now=now)
+        assert (started is not None) == claimed
     elif op == "finish" and state == TaskState.RUNNING:
         outcome = [TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED][choice % 3]
         commands.finish_attempt(session, ti_id=ti.id, try_number=ti.try_number,
