@@ -31,9 +31,12 @@ chromium:
 test: setup chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy scheduler webui
-	$(BIN)/python -m pytest
+	# Two test processes (pytest-xdist), each taking whole files: most tests wait on the
+	# headwater processes they start, and every test has its own home, store, broker and ports.
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 	# The store and end-to-end suites again on PostgreSQL (a database per test, dropped after).
-	HEADWATER_TEST_DB=postgresql $(BIN)/python -m pytest -p tests.prod.pgstore tests/e2e tests/store
+	HEADWATER_TEST_DB=postgresql $(BIN)/python -m pytest -n 2 --dist loadfile \
+		-p tests.prod.pgstore tests/e2e tests/store
 
 lint: setup
 	$(BIN)/ruff check .

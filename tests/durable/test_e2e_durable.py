@@ -58,7 +58,7 @@ def test_500_runs_waiting_for_signals_hold_no_slot_nor_process_and_all_resume(
             trigger_run(session, dag_id="approvals", now=now, run_id=f"r{i:03d}", actor="test")
     notify(home)
     waiting = (TaskInstance.task_id == "approved", TaskInstance.state == "deferred")
-    wait_for(lambda: _count(engine, *waiting) == n, timeout=300, interval=1,
+    wait_for(lambda: _count(engine, *waiting) == n, timeout=300, interval=0.25,
              message=f"{n} task instances to wait for their signal")
     # Nothing holds a slot, and the scheduler's processes are its fixed pool (each worker and
     # its fork server, the DAG processor and its import process), not one a wait.
@@ -75,7 +75,7 @@ def test_500_runs_waiting_for_signals_hold_no_slot_nor_process_and_all_resume(
         with session_scope(engine, readonly=True) as session:
             return (session.scalar(select(func.count()).where(
                 DagRun.dag_id == "approvals", DagRun.state == "success")) or 0) == n
-    wait_for(all_done, timeout=300, interval=1, message=f"{n} runs to succeed")
+    wait_for(all_done, timeout=300, interval=0.25, message=f"{n} runs to succeed")
     assert json.loads(hw(env, "xcom", "get", "approvals", "r123", "act").stdout) == 246
 
 
@@ -120,7 +120,7 @@ def test_a_run_in_flight_keeps_its_version_when_the_dag_file_changes(
         hw(env, "signals", "send", "evolving", run_id, "go")
     wait_for(lambda: {r["run_id"]: r["state"] for r in hw_json(env, "dags", "list-runs",
                                                                 "evolving")}
-             == {"r1": "success", "r2": "success"}, timeout=60, interval=0.3,
+             == {"r1": "success", "r2": "success"}, timeout=60, interval=0.1,
              message="both runs to succeed")
     lines = Path(ledger).read_text().split()
     assert sorted(lines) == ["v1:a", "v1:b", "v2:a", "v2:c"]

@@ -62,7 +62,7 @@ def test_twenty_kills_of_the_scheduler_group_lose_nothing_and_rerun_nothing_fini
     assert kills == KILLS, f"the run ended after {kills} kills; make it longer"
     last = Service(env, "scheduler", log=home / "scheduler-last.log")
     try:
-        wait_for(lambda: _run_state(env) in ("success", "failed"), timeout=180, interval=0.5,
+        wait_for(lambda: _run_state(env) in ("success", "failed"), timeout=180, interval=0.1,
                  message="the run to finish after the last restart")
     finally:
         last.stop()

@@ -161,7 +161,7 @@ def test_a_backfill_beside_a_running_scheduler_runs_no_task_twice(
     try:
         # The scheduler creates (and runs) the schedule's own latest run meanwhile.
         wait_for(lambda: any(r["run_type"] == "scheduled" for r in _runs(env)), timeout=180,
-                 interval=0.3, message="the scheduler to create its scheduled run")
+                 interval=0.1, message="the scheduler to create its scheduled run")
         _backfill(env, "-s", "2024-01-01", "-e", "2024-01-08")
     finally:
         scheduler.stop()
@@ -190,6 +190,7 @@ def test_a_killed_backfill_is_resumed_by_running_the_same_command(env, home, wri
         # SIGKILL the backfill process only: its worker processes, orphaned, finish the
         # attempts they hold and exit.
         first.kill_scheduler_only()
+        first.wait_orphans_gone()
         assert any(r["state"] in ("queued", "running") for r in _runs(env)), "killed too late"
         resumed = hw(env, *args, timeout=300)
     finally:

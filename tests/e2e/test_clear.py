@@ -39,7 +39,7 @@ def test_clearing_a_failed_task_reruns_it_and_its_downstream_and_the_run_succeed
         d["dag_id"] == "fixable" for d in hw_json(env, "dags", "list")),
         timeout=60, message="the DAG to be parsed")
     hw(env, "dags", "trigger", "fixable", "--run-id", "r1")
-    wait_for(lambda: run_state(env, "fixable", "r1") == "failed", timeout=60, interval=0.2,
+    wait_for(lambda: run_state(env, "fixable", "r1") == "failed", timeout=60, interval=0.1,
              message="the run to fail")
     assert states(env, "fixable", "r1") == {
         "start": ("success", 1), "check": ("failed", 1), "load": ("upstream_failed", 0)}
@@ -55,7 +55,7 @@ def test_clearing_a_failed_task_reruns_it_and_its_downstream_and_the_run_succeed
                       "--downstream", "--yes")
     assert {(r["task_id"], r["state"]) for r in cleared} == {
         ("check", "failed"), ("load", "upstream_failed")}
-    wait_for(lambda: run_state(env, "fixable", "r1") == "success", timeout=60, interval=0.2,
+    wait_for(lambda: run_state(env, "fixable", "r1") == "success", timeout=60, interval=0.1,
              message=f"the cleared run to succeed\n{scheduler.output()}")
     assert states(env, "fixable", "r1") == {
         "start": ("success", 1), "check": ("success", 2), "load": ("success", 1)}

@@ -31,7 +31,7 @@ def start_scheduler(env: dict[str, str], home: Path) -> Iterator[Callable[..., S
 def wait_run_finished(env: dict[str, str], dag_id: str, run_id: str, timeout: float = 60) -> str:
     return wait_for(
         lambda: (s := run_state(env, dag_id, run_id)) in ("success", "failed") and s,
-        timeout=timeout, interval=0.2, message=f"run {run_id} of {dag_id} to finish")
+        timeout=timeout, interval=0.1, message=f"run {run_id} of {dag_id} to finish")
 
 
 def test_triggered_dag_runs_to_success_and_passes_xcoms(
@@ -130,7 +130,7 @@ def test_cron_schedule_with_catchup_creates_each_missed_interval(
     start_scheduler()
     runs = wait_for(lambda: (rs := runs_of(env, "hourly"))
                     and len([r for r in rs if r["state"] == "success"]) >= 3 and rs,
-                    timeout=60, interval=0.3, message="three successful scheduled runs")
+                    timeout=60, interval=0.1, message="three successful scheduled runs")
     oldest_first = sorted(runs, key=lambda r: r["logical_date"])
     for i, run in enumerate(oldest_first[:3]):
         expected_start = start + timedelta(hours=i)
@@ -156,7 +156,7 @@ def test_without_catchup_only_the_latest_interval_runs(env, write_dag, start_sch
     """)
     start_scheduler()
     [run] = wait_for(lambda: runs_of(env, "nocatchup"), timeout=30,
-                     interval=0.3, message="a scheduled run")
+                     interval=0.1, message="a scheduled run")
     latest_end = now.replace(minute=0, second=0, microsecond=0)
     assert datetime.fromisoformat(run["data_interval_end"]) >= latest_end
     assert datetime.fromisoformat(run["logical_date"]) >= latest_end - timedelta(hours=1)

@@ -21,7 +21,7 @@ def wait_finished(env: dict[str, str], dag_id: str, run_id: str, svc: Service,
                   timeout: float = 90) -> str:
     return wait_for(
         lambda: (s := run_state(env, dag_id, run_id)) in ("success", "failed") and s,
-        timeout=timeout, interval=0.2, message=f"run {run_id} of {dag_id} to end\n{svc.output()}")
+        timeout=timeout, interval=0.1, message=f"run {run_id} of {dag_id} to end\n{svc.output()}")
 
 
 def ti_states(env: dict[str, str], dag_id: str, run_id: str) -> dict[str, dict[str, object]]:

@@ -101,7 +101,7 @@ def test_standalone_serves_the_examples_runs_a_trigger_and_stops_on_sigterm(
                      if r["run_id"] == run_id), None)
 
     final = wait_for(lambda: (s := run_state()) in ("success", "failed") and s,
-                     timeout=30, interval=0.2, message=f"run {run_id} to finish")
+                     timeout=30, interval=0.1, message=f"run {run_id} to finish")
     assert final == "success", svc.output()
 
     page = _get(f"{base}/dags/manual_report", token)

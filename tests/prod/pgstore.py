@@ -8,6 +8,8 @@ Load it with ``-p tests.prod.pgstore`` and choose the store with ``--store postg
 Each test then gets a database of its own (``CREATE DATABASE hw_test_<random>``), named in its
 ``env`` (``HEADWATER__DATABASE__SQL_ALCHEMY_CONN``) and so in its ``settings``, every
 ``headwater`` process it starts, and its ``engine``; the database is dropped when the test ends.
+Tests that do not use ``env`` never touch the store under test: on PostgreSQL they would only
+repeat their SQLite run, so they are deselected (and counted as such in the summary).
 Without the option the plugin does nothing, and tests run on their SQLite file as always.
 """
 
@@ -32,6 +34,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"headwater store under test: {config.getoption('--store')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--store") != "postgresql":
+        return
+    keep = [item for item in items if "env" in getattr(item, "fixturenames", ())]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 @pytest.fixture(autouse=True)

@@ -53,7 +53,7 @@ def test_dag_runs_green_on_celery_workers_and_routes_to_queues(
     state = wait_for(
         lambda: next((r["state"] for r in runs_of(env, "celery_pipeline")
                       if r["run_id"] == "r1" and r["state"] in ("success", "failed")), None),
-        timeout=120, interval=0.3, message="the run to finish")
+        timeout=120, interval=0.1, message="the run to finish")
     assert state == "success", default_worker.output()[-3000:] + heavy_worker.output()[-3000:]
     assert json.loads(hw(env, "xcom", "get", "celery_pipeline", "r1", "total").stdout) == 6
     # The task sent to the "heavy" queue ran on the worker that consumes it, and its log (written

@@ -151,7 +151,7 @@ def _wait_all_green(pg_url: str, services: list[Service]) -> None:
             return len(states) == 3 and all(st in ("success", "failed") for st in states)
 
         try:
-            wait_for(done, timeout=240, interval=0.5, message="every run to finish")
+            wait_for(done, timeout=240, interval=0.2, message="every run to finish")
         except AssertionError as exc:
             report = [str(exc), "--- task instances not succeeded:", _unfinished(engine),
                       *(svc.diagnose() for svc in services)]

@@ -88,7 +88,7 @@ def test_two_schedulers_two_workers_survive_sigkill_and_run_everything_once(
                 states = s.scalars(select(DagRun.state)).all()
             return len(states) == N_DAGS and all(st in ("success", "failed") for st in states)
 
-        wait_for(all_runs_done, timeout=300, interval=0.5,
+        wait_for(all_runs_done, timeout=300, interval=0.2,
                  message="every run to finish after the kills "
                          f"(survivors' logs: {schedulers[1].log_path}, {workers[0].log_path})")
 

@@ -22,8 +22,9 @@ from scheduler.core.serialized import SerializedDag
 from scheduler.core.states import RunState, TaskState
 from scheduler.store import commands
 from scheduler.store.dags import record_dag
-from scheduler.store.db import ensure_schema, make_engine, session_scope
+from scheduler.store.db import session_scope
 from scheduler.store.models import DagRun, TaskInstance
+from tests.conftest import open_store
 from webui import create_app
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -139,9 +140,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    eng = make_engine(settings.sql_alchemy_conn)
-    ensure_schema(eng)
+def engine(settings: Settings, empty_store_template: Path) -> Iterator[Engine]:
+    eng = open_store(settings, empty_store_template)
     yield eng
     eng.dispose()
 
