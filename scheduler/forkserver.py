@@ -44,6 +44,23 @@ class ForkServerGone(ChildProcessError):
     """The fork server died: its child's fate is unknown."""
 
 
+def fork_running(body: Callable[[], None]) -> int:
+    """Fork a child that runs ``body()`` and exits: status 0, or 1 with the traceback on
+    stderr if it raised. It never returns into the caller's code (``os._exit``: no cleanup
+    of the parent's state runs twice). Returns the child's pid, in the parent."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            body()
+        except BaseException:  # noqa: BLE001 - the child's end is reported by its status
+            code = 1
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
 class ForkServer:
     """Forks children from a snapshot of this process taken by :meth:`start`.
 
@@ -68,20 +85,15 @@ class ForkServer:
             self.stop()
         ours, theirs = Pipe(duplex=True)
         gc.freeze()  # keep the server's collector off the inherited heap (no page copies)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                ours.close()
-                for conn in self._close_in_server:
-                    with contextlib.suppress(OSError):
-                        conn.close()
-                self._serve(theirs)
-            except BaseException:  # noqa: BLE001
-                code = 1
-                traceback.print_exc()
-            finally:
-                os._exit(code)
+
+        def serve() -> None:
+            ours.close()
+            for conn in self._close_in_server:
+                with contextlib.suppress(OSError):
+                    conn.close()
+            self._serve(theirs)
+
+        pid = fork_running(serve)
         theirs.close()
         self._ctl, self.pid = ours, pid
 
@@ -153,22 +165,16 @@ class ForkServer:
                 fd = recv_handle(ctl)
             except (EOFError, OSError):
                 return  # the worker is gone
-            pid = os.fork()
-            if pid == 0:
-                code = 0
-                try:
-                    # The child says it started, not the server: the server then touches
-                    # (and copies) almost none of the memory it shares with the child.
-                    ctl.send(("started", os.getpid()))
-                    ctl.close()
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    self._main(Connection(fd), *pickle.loads(args))
-                except BaseException:  # noqa: BLE001
-                    code = 1
-                    traceback.print_exc()
-                finally:
-                    os._exit(code)
+            def child(fd: int = fd, args: bytes = args) -> None:
+                # The child says it started, not the server: the server then touches (and
+                # copies) almost none of the memory it shares with the child.
+                ctl.send(("started", os.getpid()))
+                ctl.close()
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                self._main(Connection(fd), *pickle.loads(args))
+
+            pid = fork_running(child)
             os.close(fd)
             try:
                 _, status = os.waitpid(pid, 0)

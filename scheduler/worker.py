@@ -45,6 +45,7 @@ from scheduler.errors import (
     TaskSkipped,
     XComTooLarge,
 )
+from scheduler.forkserver import ForkServer, ForkServerGone, fork_running
 from scheduler.store import commands
 from scheduler.store.commands import Workload
 from scheduler.store.db import backoff_delays, is_disconnect, session_scope
@@ -496,18 +497,12 @@ def _fork_attempt(main: Callable[..., None], *args: Any) -> _ForkedChild:
     # Move every object made so far out of the collector's reach: a collection in the child
     # would otherwise touch the whole inherited heap and copy it page by page (tens of ms).
     gc.freeze()
-    pid = os.fork()
-    if pid == 0:  # the attempt's own process
-        code = 0
-        try:
-            parent_conn.close()
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            main(child_conn, *args)
-        except BaseException:  # noqa: BLE001
-            code = 1
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+    def attempt() -> None:  # the attempt's own process
+        parent_conn.close()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        main(child_conn, *args)
+
+    pid = fork_running(attempt)
     child_conn.close()
     return _ForkedChild(pid, parent_conn)
 
@@ -518,16 +513,12 @@ class AttemptForkServer:
 
     def __init__(self, settings: Settings, engine: Engine, dags: DagCache,
                  close_in_server: Sequence[Connection] = ()) -> None:
-        from scheduler.forkserver import ForkServer
-
         self._dags = dags
         self._server = ForkServer(partial(_attempt_main, settings, engine, dags),
                                   close_in_server=close_in_server)
         self._versions: frozenset[int] = frozenset()
 
     def spawn(self, w: Workload, *args: Any) -> _AttemptChild:
-        from scheduler.forkserver import ForkServerGone
-
         for last in (False, True):
             if w.version_id not in self._versions or not self._server.alive:
                 self._server.start()

@@ -216,6 +216,15 @@ def _new_task_instance(run: DagRun, task: SerializedTask) -> TaskInstance:
     )
 
 
+def _workload(ti: Any, try_number: int, claim: str, version_id_of: Mapping[int, int],
+              timeout_of: Mapping[int, float | None]) -> Workload:
+    """The workload of a task instance (ORM object or locked row) queued for ``try_number``."""
+    return Workload(ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                    map_index=ti.map_index, try_number=try_number,
+                    version_id=version_id_of[ti.run_pk], claim=claim, queue=ti.queue,
+                    execution_timeout=timeout_of.get(ti.id))
+
+
 def queue_task_instances(
     session: Session,
     tis: Sequence[TaskInstance],
@@ -234,20 +243,7 @@ def queue_task_instances(
         ti.claim = uuid.uuid4().hex
         ti.queued_at = now
         ti.queued_by_job_id = job_id
-        workloads.append(
-            Workload(
-                ti_id=ti.id,
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
-                task_id=ti.task_id,
-                map_index=ti.map_index,
-                try_number=ti.try_number,
-                version_id=version_id_of[ti.run_pk],
-                claim=ti.claim,
-                queue=ti.queue,
-                execution_timeout=timeout_of.get(ti.id),
-            )
-        )
+        workloads.append(_workload(ti, ti.try_number, ti.claim, version_id_of, timeout_of))
     return workloads
 
 
@@ -318,11 +314,7 @@ def queue_locked(
         # (The event carries the try the instance had when it was queued, as the ORM path.)
         events.append(_event_values(ti, ti.state, TaskState.QUEUED.value, now=now,
                                     reason="queued", actor=SCHEDULER, try_number=ti.try_number))
-        workloads.append(Workload(
-            ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-            map_index=ti.map_index, try_number=ti.try_number + 1,
-            version_id=version_id_of[ti.run_pk], claim=claim, queue=ti.queue,
-            execution_timeout=timeout_of.get(ti.id)))
+        workloads.append(_workload(ti, ti.try_number + 1, claim, version_id_of, timeout_of))
     if values:
         conn = _core(session)
         conn.execute(_UPDATE_TI, values)
