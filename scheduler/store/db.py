@@ -19,7 +19,9 @@ error is one to retry after :func:`backoff_delays`.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +31,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from scheduler.errors import StoreError
 
@@ -59,6 +62,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _setup_sqlite(engine)
+        if path and path != ":memory:":
+            _sqlite_engines.add(engine)
         return engine
     if url.startswith("postgresql"):
         return _make_pg_engine(url, **kwargs)
@@ -142,18 +147,54 @@ def is_disconnect(exc: BaseException) -> bool:
     return False
 
 
+#: This process's SQLite engines (on a file), whose idle connections are closed before a fork.
+_sqlite_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _close_sqlite_before_fork() -> None:
+    """Close this process's idle SQLite connections before it forks (an ``os.fork`` hook).
+
+    Why. SQLite keeps the bookkeeping of its file locks per process, and a child forked while
+    its parent holds a connection to a file inherits that bookkeeping but not the locks (POSIX
+    locks are not inherited). The child's own connections to the file then believe they hold
+    the shared lock that tells every process the write-ahead log is in use, and never take it.
+    While the parent lives, its lock covers them. Once it dies (a scheduler killed with
+    ``kill -9`` leaves its workers running), the next process to close its last connection
+    sees no holder, checkpoints the log and deletes it, and the child's later commits go to
+    the deleted file: finished tasks lost and run again. With no connection open at the fork,
+    the child starts SQLite afresh and takes the lock itself. Forks happen when processes start
+    (workers, fork servers, the DAG processor), not per task, so the reconnection is cheap.
+    """
+    for engine in list(_sqlite_engines):
+        pool = engine.pool
+        if not isinstance(pool, QueuePool):
+            continue  # (NullPool keeps no connection; the in-memory pools are not forked)
+        if pool.checkedout():
+            log.warning("forking while a connection to %s is in use: a child's store writes "
+                        "could be lost if this process dies first", engine.url.database)
+        if pool.checkedin():
+            engine.dispose()  # closes the idle connections (a fresh pool replaces them)
+
+
+os.register_at_fork(before=_close_sqlite_before_fork)
+
+
 def _setup_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's own transaction handling is deferred-only).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        # Readers never wait in WAL mode; writers wait in _begin_immediate, not in SQLite's busy
+        # handler, whose sleeps grow to 100 ms and would dominate a task's latency. Set first:
+        # the statements below may wait for a lock too.
+        cur.execute(f"PRAGMA busy_timeout={_READ_BUSY_TIMEOUT_MS}")
+        # The mode is stored in the file: set it once. (Setting it again on every connection
+        # asks for a lock, and failed with "database is locked" while a scheduler started.)
+        if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        # Readers never wait in WAL mode; writers wait in _begin_immediate, not in SQLite's busy
-        # handler, whose sleeps grow to 100 ms and would dominate a task's latency.
-        cur.execute(f"PRAGMA busy_timeout={_READ_BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -101,20 +101,6 @@ class Service:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
-    def wait_orphans_gone(self, timeout: float = 60) -> None:
-        """After :meth:`kill_scheduler_only`: wait until its orphaned processes have finished
-        the attempts they hold and exited.
-
-        Tests restart only after that. On SQLite, a store connection closed or opened by
-        another process (a new scheduler, a CLI command) while orphaned workers still record
-        has been seen to lose their records: an attempt's "attempt ended: success" is in its
-        log, the store never shows it, and the task runs again. Until that is fixed in the
-        product, the restart-while-orphans-record case is not what these tests check."""
-        from tests.conftest import wait_for
-
-        wait_for(lambda: not live_group_members(self.proc.pid), timeout=timeout,
-                 message="the orphaned processes to finish what they hold and exit")
-
     def kill_all(self) -> None:
         """SIGKILL the whole process group: scheduler, workers, task processes."""
         try:
