@@ -66,12 +66,15 @@ class ForkServer:
 
     ``close_in_server`` are connections of this process the server and its children must not
     hold (a worker's pipe to its scheduler: the scheduler notices a dead worker by that pipe
-    closing).
+    closing). ``prepare`` runs in the server before it serves: what it sets up once, every
+    child inherits instead of doing it itself.
     """
 
-    def __init__(self, main: ChildMain, *, close_in_server: Sequence[Connection] = ()) -> None:
+    def __init__(self, main: ChildMain, *, close_in_server: Sequence[Connection] = (),
+                 prepare: Callable[[], None] | None = None) -> None:
         self._main = main
         self._close_in_server = list(close_in_server)
+        self._prepare = prepare
         self._ctl: Connection | None = None
         self.pid: int | None = None
 
@@ -155,6 +158,9 @@ class ForkServer:
         # The worker decides when attempts stop; the server only forks and reports.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self._prepare is not None:
+            self._prepare()
+            gc.freeze()
         while True:
             try:
                 # The arguments stay pickled until the child: each object the server made

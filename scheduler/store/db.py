@@ -63,7 +63,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _setup_sqlite(engine)
         if path and path != ":memory:":
-            _sqlite_engines.add(engine)
+            track_before_fork(engine)
         return engine
     if url.startswith("postgresql"):
         return _make_pg_engine(url, **kwargs)
@@ -148,7 +148,25 @@ def is_disconnect(exc: BaseException) -> bool:
 
 
 #: This process's SQLite engines (on a file), whose idle connections are closed before a fork.
-_sqlite_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: None in a fork server (:func:`untrack_all_before_fork`).
+_sqlite_engines: weakref.WeakSet[Engine] | None = weakref.WeakSet()
+
+
+def track_before_fork(engine: Engine) -> None:
+    """Close the idle connections of ``engine`` (SQLite) before each fork of this process."""
+    global _sqlite_engines
+    if _sqlite_engines is None:
+        _sqlite_engines = weakref.WeakSet()
+    _sqlite_engines.add(engine)
+
+
+def untrack_all_before_fork() -> None:
+    """For a fork server, which holds no connection and forks once per attempt: skip the walk
+    of :func:`_close_sqlite_before_fork` over the engines and their pools (locks, queue sizes)
+    before every fork. An engine its children make (or take over: :func:`track_before_fork`)
+    is tracked again."""
+    global _sqlite_engines
+    _sqlite_engines = None
 
 
 def _close_sqlite_before_fork() -> None:
@@ -165,6 +183,8 @@ def _close_sqlite_before_fork() -> None:
     the child starts SQLite afresh and takes the lock itself. Forks happen when processes start
     (workers, fork servers, the DAG processor), not per task, so the reconnection is cheap.
     """
+    if _sqlite_engines is None:
+        return
     for engine in list(_sqlite_engines):
         pool = engine.pool
         if not isinstance(pool, QueuePool):
