@@ -39,6 +39,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: The import error of a file that declares a DAG id another file holds.
+DUPLICATE_DAG_ID = "is already declared in"
+
+
 def parse_dags_folder(
     engine: Engine,
     settings: Settings,
@@ -71,6 +75,19 @@ def parse_dags_folder(
         report.removed = sorted(set(known) - set(files))
         if report.removed:
             dag_store.forget_files(session, report.removed)
+        if to_parse or report.removed:
+            # A file refused for a DAG id another file held may own it now (that file was
+            # deleted or dropped the DAG): look at it again, after the others.
+            queued = {f for f, *_ in to_parse}
+            for fileloc in dag_store.files_with_error(session, DUPLICATE_DAG_ID):
+                if fileloc in queued or fileloc not in known:
+                    continue
+                try:
+                    st = os.stat(fileloc)
+                except OSError:
+                    continue
+                digest = hashlib.sha256(Path(fileloc).read_bytes()).hexdigest()
+                to_parse.append((fileloc, digest, st.st_mtime, st.st_size))
 
     if to_parse:
         results = import_files(
@@ -100,7 +117,7 @@ def parse_dags_folder(
                         owner = owners.get(serialized["dag_id"])
                         if owner and owner != fileloc and owner in files:
                             error_message = (
-                                f"DAG id {serialized['dag_id']!r} is already declared in {owner}. "
+                                f"DAG id {serialized['dag_id']!r} {DUPLICATE_DAG_ID} {owner}. "
                                 "Fix: give one of the DAGs another dag_id"
                             )
                             dag_store.set_import_error(
@@ -124,7 +141,11 @@ def parse_dags_folder(
                     # the last good version until the file is fixed.
                     dag_ids = declared_before.get(fileloc, [])
                 dropped.difference_update(dag_ids)
-                dropped.update(set(declared_before.get(fileloc, [])) - set(dag_ids))
+                no_longer = set(declared_before.get(fileloc, [])) - set(dag_ids)
+                dropped.update(no_longer)
+                for dag_id in no_longer:  # free for a later file of this pass to declare
+                    if owners.get(dag_id) == fileloc:
+                        del owners[dag_id]
                 parsed_files.append(dag_store.ParsedFile(
                     fileloc=fileloc, content_hash=digest, mtime=mtime, size=size,
                     dag_ids=dag_ids, duration=result.duration))

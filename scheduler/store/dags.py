@@ -277,6 +277,12 @@ def forget_files(session: Session, filelocs: Sequence[str]) -> None:
     session.execute(delete(ImportErrorRecord).where(ImportErrorRecord.fileloc.in_(filelocs)))
 
 
+def files_with_error(session: Session, containing: str) -> list[str]:
+    """Files whose import error message contains ``containing``."""
+    return list(session.scalars(select(ImportErrorRecord.fileloc).where(
+        ImportErrorRecord.message.contains(containing, autoescape=True))))
+
+
 def set_import_error(
     session: Session,
     *,

@@ -105,3 +105,34 @@ def test_the_same_dag_id_in_two_files_is_an_import_error(engine, settings, write
     dup = write_dag("b.py", SIMPLE.format(dag_id="same", second="c"))
     report = parse_dags_folder(engine, settings)
     assert "already declared" in report.errors[str(dup)]
+
+
+def test_a_file_refused_for_a_duplicate_dag_id_takes_it_once_the_other_file_is_deleted(
+        engine, settings, write_dag) -> None:
+    first = write_dag("a.py", SIMPLE.format(dag_id="moved", second="b"))
+    parse_dags_folder(engine, settings)
+    copy = write_dag("b.py", SIMPLE.format(dag_id="moved", second="c"))
+    assert str(copy) in parse_dags_folder(engine, settings).errors
+    first.unlink()  # the move is finished: only b.py declares the DAG now
+    report = parse_dags_folder(engine, settings)
+    assert not report.errors
+    moved = _dags(engine)["moved"]
+    assert moved.is_active and moved.fileloc == str(copy)
+    with session_scope(engine, readonly=True) as session:
+        assert queries.import_errors(session) == []
+
+
+def test_a_file_refused_for_a_duplicate_dag_id_takes_it_once_the_other_file_drops_it(
+        engine, settings, write_dag) -> None:
+    write_dag("a.py", SIMPLE.format(dag_id="shared", second="b"))
+    parse_dags_folder(engine, settings)
+    other = write_dag("b.py", SIMPLE.format(dag_id="shared", second="c"))
+    assert str(other) in parse_dags_folder(engine, settings).errors
+    write_dag("a.py", SIMPLE.format(dag_id="renamed", second="b"))
+    report = parse_dags_folder(engine, settings)
+    assert not report.errors
+    dags = _dags(engine)
+    assert dags["shared"].is_active and dags["shared"].fileloc == str(other)
+    assert dags["renamed"].is_active
+    with session_scope(engine, readonly=True) as session:
+        assert queries.import_errors(session) == []
