@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, Pipe
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -104,6 +104,24 @@ class _TIRow(NamedTuple):
 
 #: The columns of TIRow, selected as plain rows on the hot path (in _TIRow's order).
 _DECISION_COLUMNS = tuple(getattr(TaskInstance, name) for name in _TIRow._fields)
+
+# The statements of every step, built once: building a statement and computing its cache key
+# cost a step of a 50-task run more than running it (in-process steps, docs/performance.md).
+_RUNNING_RUNS = select(DagRun).where(DagRun.state == RunState.RUNNING.value)
+#: Running runs a scheduler drives: all but those a live backfill drives itself.
+_RUNNING_RUNS_OF_JOB = _RUNNING_RUNS.where(
+    DagRun.claimed_by_job_id.is_(None) | (DagRun.claimed_by_job_id == bindparam("job_id")))
+#: Running runs of a backfill: its own.
+_RUNNING_RUNS_IN = _RUNNING_RUNS.where(DagRun.id.in_(bindparam("run_pks", expanding=True)))
+_DECISION_ROWS = select(*_DECISION_COLUMNS).where(
+    TaskInstance.run_pk.in_(bindparam("run_pks", expanding=True)))
+#: Queued and running task instances per DAG and pool, with the pool slots they take.
+_ACTIVE_PER_DAG_AND_POOL = (
+    select(TaskInstance.dag_id, TaskInstance.pool, func.count(),
+           func.coalesce(func.sum(TaskInstance.pool_slots), 0))
+    .where(TaskInstance.state.in_((TaskState.QUEUED.value, TaskState.RUNNING.value)))
+    .group_by(TaskInstance.dag_id, TaskInstance.pool))
+_POOL_SLOTS = select(Pool.name, Pool.slots)
 #: TaskState by value: a dict lookup, instead of the Enum call's search, per row and step.
 _STATE = {state.value: state for state in TaskState}
 
@@ -555,9 +573,10 @@ class Scheduler:
         return plan.retry_due
 
     def _plan(self, session: Session, now: datetime) -> _Plan | None:
-        runs = session.scalars(
-            select(DagRun).where(DagRun.state == RunState.RUNNING.value, *self._run_filter())
-        ).all()
+        if self.run_pks is not None:
+            runs = session.scalars(_RUNNING_RUNS_IN, {"run_pks": list(self.run_pks)}).all()
+        else:
+            runs = session.scalars(_RUNNING_RUNS_OF_JOB, {"job_id": self.job_id}).all()
         if not runs:
             self._starved = self._deferred = False
             return None
@@ -567,8 +586,7 @@ class Scheduler:
         # Plain tuples of the columns decisions read, not ORM objects: building thousands of
         # tracked objects per step was most of the step's time (docs/performance.md).
         make = _TIRow._make
-        for row in session.execute(select(*_DECISION_COLUMNS).where(
-                TaskInstance.run_pk.in_(plan.runs))):
+        for row in session.execute(_DECISION_ROWS, {"run_pks": list(plan.runs)}):
             ti = make(row)
             tis_by_run[ti.run_pk].append(ti)
             if ti.state == _DEFERRED:
@@ -786,17 +804,12 @@ class Scheduler:
         free = self.executor.free_slots()
         if free <= 0:
             return []
-        active = (TaskState.QUEUED.value, TaskState.RUNNING.value)
         running_per_dag: dict[str, int] = defaultdict(int)
         used: dict[str, int] = defaultdict(int)
-        for dag_id, pool, count, slots in session.execute(
-                select(TaskInstance.dag_id, TaskInstance.pool, func.count(),
-                       func.coalesce(func.sum(TaskInstance.pool_slots), 0))
-                .where(TaskInstance.state.in_(active))
-                .group_by(TaskInstance.dag_id, TaskInstance.pool)):
+        for dag_id, pool, count, slots in session.execute(_ACTIVE_PER_DAG_AND_POOL):
             running_per_dag[dag_id] += count
             used[pool] += slots
-        pools = dict(session.execute(select(Pool.name, Pool.slots)).all())
+        pools = dict(session.execute(_POOL_SLOTS).all())
         pool_free = {name: slots - used.get(name, 0) for name, slots in pools.items()}
         max_tasks: dict[str, int] = {}
         logical_dates: dict[int, datetime | None] = {}

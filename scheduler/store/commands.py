@@ -265,9 +265,8 @@ def lock_task_instances(session: Session, ids: Iterable[int]) -> dict[int, Locke
     """The task instances ``ids``, locked for this transaction, by id. Rows another scheduler
     is changing are left out (PostgreSQL; SQLite has a single writer)."""
     conn = _core(session)
-    return {row.id: LockedTI._make(row) for row in conn.execute(
-        select(*(_TI.c[name] for name in LockedTI._fields))
-        .where(_TI.c.id.in_(list(ids))).with_for_update(skip_locked=True))}
+    return {row.id: LockedTI._make(row)
+            for row in conn.execute(_LOCK_TIS, {"ids": list(ids)})}
 
 
 # A step of a wide run moves hundreds of task instances at once (200 to ``scheduled`` in the
@@ -398,6 +397,10 @@ _DELETE_XCOMS = delete(_XCOM).where(_XCOM.c.ti_id == bindparam("b_id"))
 _LOCK_RUNNING = (select(*_STARTED_COLUMNS, _TI.c.state, _TI.c.start_date)
                  .where(_TI.c.id == bindparam("b_id")).with_for_update())
 _UPDATE_TI = update(_TI).where(_TI.c.id == bindparam("b_id"))  # SET: the columns given
+#: lock_task_instances: the rows a step moves, locked (PostgreSQL; SQLite has one writer).
+_LOCK_TIS = (select(*(_TI.c[name] for name in LockedTI._fields))
+             .where(_TI.c.id.in_(bindparam("ids", expanding=True)))
+             .with_for_update(skip_locked=True))
 _END_ATTEMPT = update(_ATTEMPT).where(_ATTEMPT.c.ti_id == bindparam("b_id"),
                                       _ATTEMPT.c.try_number == bindparam("b_try"))
 _upserts: dict[str, Any] = {}
