@@ -158,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         chosen.append(workload)
 
     load = os.getloadavg()[0]
+    probe = fork_probe_ms()
     print(f"# headwater bench: store={options.store_kind} executor={options.executor} "
           f"repeat={args.repeat}{' small' if args.small else ''} "
-          f"host={platform.node()} cpus={os.cpu_count()} load={load:.2f}", flush=True)
+          f"host={platform.node()} cpus={os.cpu_count()} load={load:.2f} "
+          f"fork_probe={probe:.2f}ms", flush=True)
     budget = Budget(args.budget, len(chosen))
     errors: list[str] = []
     results: list[Figure] = []
@@ -184,12 +186,33 @@ def main(argv: list[str] | None = None) -> int:
                      "repeat": args.repeat, "small": args.small, "host": platform.node(),
                      "cpus": os.cpu_count(), "python": platform.python_version(),
                      "load_before": load, "load_after": os.getloadavg()[0],
+                     "fork_probe_ms": round(probe, 3),
                      "when": datetime.now(UTC).isoformat(timespec="seconds"),
                      "seconds": round(time.monotonic() - started, 1),
                      "notes": list(dict.fromkeys(NOTES)), "errors": errors},
             "figures": [f.as_json() for f in results],
         }, indent=2) + "\n")
     return 1 if errors else 0
+
+
+def fork_probe_ms(samples: int = 15) -> float:
+    """How fast this machine is today at what dominates a task's cost: CPU milliseconds of a
+    child forked from a process holding 60 MB, which writes to 1,000 of those pages (each one
+    copied) and exits; the median of ``samples``. This VM's speed at it drifts from one hour
+    to the next (4.9 to 5.7 ms within session 4, with the same code), and figures taken at
+    different speeds are not comparable: the JSON keeps it beside them."""
+    heap = [bytearray(4096) for _ in range(15_000)]
+    costs = []
+    for _ in range(samples):
+        pid = os.fork()
+        if pid == 0:
+            for page in heap[:1000]:
+                page[0] = 1
+            os._exit(0)
+        _, _, usage = os.wait4(pid, 0)
+        costs.append((usage.ru_utime + usage.ru_stime) * 1000)
+    del heap
+    return statistics.median(costs)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,11 @@ def test_the_json_file_holds_every_printed_figure(small_run) -> None:
             assert figure["values"] and figure["value"] == pytest.approx(float(tokens[1]),
                                                                          rel=1e-3)
     assert data["meta"]["small"] is True and data["meta"]["store"] == "sqlite"
+    # The machine's speed when the figures were taken, to tell which runs compare.
+    assert data["meta"]["fork_probe_ms"] > 0
+    printed = re.search(r"fork_probe=([0-9.]+)ms", proc.stdout)
+    assert printed and float(printed.group(1)) == pytest.approx(
+        data["meta"]["fork_probe_ms"], abs=0.006)
 
 
 def test_an_unknown_workload_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
