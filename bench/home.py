@@ -356,10 +356,8 @@ def proc_cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and of all its descendants: those alive now (their own time)
-    and those already reaped (counted in their parent's cutime and cstime, fields 16 and 17
-    of proc(5))."""
+def _children() -> dict[int, list[int]]:
+    """Every live process's children, by parent pid."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -368,13 +366,58 @@ def tree_cpu_seconds(pid: int) -> float:
                     int(entry.name))
             except (OSError, ValueError):
                 continue  # it ended meanwhile
+    return children
+
+
+def _ticks(pid: int, *, reaped: bool) -> int:
+    """Clock ticks of one process itself, plus those of its reaped children if ``reaped``
+    (fields 14 to 17 of proc(5)); 0 if it is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0
+    return sum(int(f) for f in fields[11:15 if reaped else 13])
+
+
+def _subtree_ticks(pid: int, children: dict[int, list[int]]) -> int:
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
-        try:
-            fields = _stat_fields(current)
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])
+        total += _ticks(current, reaped=True)
         todo.extend(children.get(current, []))
-    return total / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of all its descendants: those alive now (their own time)
+    and those already reaped (counted in their parent's cutime and cstime, fields 16 and 17
+    of proc(5))."""
+    return _subtree_ticks(pid, _children()) / os.sysconf("SC_CLK_TCK")
+
+
+#: The groups of :func:`cpu_by_role`.
+ROLES = ("scheduler", "workers", "attempts", "other")
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds so far of a scheduler (LocalExecutor) and its processes, by role:
+    ``scheduler``, the scheduler process itself; ``workers``, its children that have children
+    of their own (a worker and its fork server), themselves only; ``attempts``, everything
+    under the workers (fork servers, attempt processes, reaped or alive); ``other``, the rest
+    (the DAG processor and its import processes, reaped workers)."""
+    children = _children()
+    ticks = dict.fromkeys(ROLES, 0)
+    ticks["scheduler"] = _ticks(pid, reaped=False)
+    for child in children.get(pid, []):
+        if children.get(child):
+            ticks["workers"] += _ticks(child, reaped=False)
+            ticks["attempts"] += _subtree_ticks(child, children) - _ticks(child, reaped=False)
+        else:
+            ticks["other"] += _subtree_ticks(child, children)
+    try:
+        reaped = _stat_fields(pid)[13:15]  # workers that died, the processor's restarts
+        ticks["other"] += sum(int(f) for f in reaped)
+    except OSError:
+        pass
+    hz = os.sysconf("SC_CLK_TCK")
+    return {role: t / hz for role, t in ticks.items()}

@@ -38,7 +38,9 @@ class Workload:
 
 CHAIN = (("hop_median", "ms"), ("hop_p95", "ms"), ("hop_queue_median", "ms"),
          ("hop_start_median", "ms"), ("wall", "s"))
-FANOUT = (("wall", "s"), ("tasks_per_s", "1/s"), ("scheduler_cpu", "s"), ("total_cpu", "s"))
+FANOUT = (("wall", "s"), ("tasks_per_s", "1/s"), ("scheduler_cpu", "s"), ("total_cpu", "s"),
+          ("loop_ms_per_task", "ms"), ("worker_ms_per_task", "ms"),
+          ("attempt_ms_per_task", "ms"))
 PARSE = (("cold", "s"), ("unchanged", "s"), ("dags_list", "s"))
 BACKFILL = (("wall", "s"), ("runs_per_s", "1/s"), ("scheduler_cpu", "s"))
 RECOVERY = (("restart_to_end", "s"), ("tasks_failed", "tasks"), ("tasks_run_twice", "tasks"),

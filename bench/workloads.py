@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from bench.home import (
     NotAvailable,
     Options,
     celery_available,
+    cpu_by_role,
     proc_cpu_seconds,
     proc_status_mb,
     tree_cpu_seconds,
@@ -61,12 +63,15 @@ def _trigger(home: Home, dag_id: str, run_id: str = "bench") -> None:
     home.cli("dags", "trigger", dag_id, "--run-id", run_id)
 
 
-def _run_one(home: Home, dag_id: str, source: str, timeout: float) -> tuple[datetime, datetime]:
+def _run_one(home: Home, dag_id: str, source: str, timeout: float,
+             before_trigger: Callable[[], None] | None = None) -> tuple[datetime, datetime]:
     """Write the DAG, start the scheduler, trigger one run and wait for its success;
     (created_at, end_date) of the run."""
     home.write_dag(f"{dag_id}.py", source)
     home.start_scheduler()
     home.wait_dags(1)
+    if before_trigger is not None:
+        before_trigger()
     _trigger(home, dag_id)
     state = home.wait_run(dag_id, "bench", timeout)
     if state != "success":
@@ -104,17 +109,33 @@ def fanout(options: Options, n: int, *, bash: bool = False) -> Values:
     DAG processor) and of the scheduler with all its processes (workers, their fork servers
     and attempts, DAG processor), until the run succeeded."""
     executor = "local" if bash else options.executor
+    local = executor == "local"
+    before: dict[str, float] = {}
     with Home(options, executor=executor) as home:
         _start_workers(home, executor)
         dag_id = f"{'bash_' if bash else ''}fanout_{n}"
+
+        def snapshot() -> None:
+            assert home.scheduler is not None
+            before.update(cpu_by_role(home.scheduler.pid))
+
         created, end = _run_one(home, dag_id, fanout_dag(dag_id, n, bash=bash),
-                                timeout=60 + n)
+                                timeout=60 + n, before_trigger=snapshot if local else None)
         assert home.scheduler is not None
         cpu = proc_cpu_seconds(home.scheduler.pid)
         # (Celery's workers are not the scheduler's processes: not counted, so not given.)
-        total = tree_cpu_seconds(home.scheduler.pid) if executor == "local" else None
+        total = tree_cpu_seconds(home.scheduler.pid) if local else None
+        after = cpu_by_role(home.scheduler.pid) if local else {}
     wall = _seconds(created, end)
-    return {"wall": wall, "tasks_per_s": n / wall, "scheduler_cpu": cpu, "total_cpu": total}
+
+    def per_task(role: str) -> float | None:
+        # CPU of one role from the trigger to a moment after the run's end, per task (ms).
+        return 1000 * (after[role] - before[role]) / n if local else None
+
+    return {"wall": wall, "tasks_per_s": n / wall, "scheduler_cpu": cpu, "total_cpu": total,
+            "loop_ms_per_task": per_task("scheduler"),
+            "worker_ms_per_task": per_task("workers"),
+            "attempt_ms_per_task": per_task("attempts")}
 
 
 def scheduler_rss(options: Options, n_tasks: int, n_files: int) -> Values:
