@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, Pipe
@@ -407,7 +407,7 @@ class Scheduler:
         if everything or self._compensating:
             saga = sagas.advance_sagas(self.engine, self.version, now,
                                        run_filter=self._run_filter(), job_id=self.job_id,
-                                       free_slots=self.executor.free_slots())
+                                       choose=self._choose)
             self._compensating = saga.compensating > saga.ended
             result.finished_runs += saga.ended
             for workload in saga.workloads:
@@ -799,7 +799,7 @@ class Scheduler:
                                actor=commands.SCHEDULER)
 
     def _choose(self, session: Session, scheduled: Sequence[TIRow],
-                run_by_pk: dict[int, DagRun]) -> list[int]:
+                run_by_pk: Mapping[int, DagRun]) -> list[int]:
         """The scheduled task instances to queue now, within every limit, best first."""
         free = self.executor.free_slots()
         if free <= 0:

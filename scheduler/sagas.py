@@ -37,6 +37,8 @@ from scheduler.store.models import DagRun, DagVersion, TaskInstance
 log = logging.getLogger("headwater.sagas")
 
 VersionLookup = Callable[[Session, int], SerializedDag]
+#: Picks which scheduled task instances to queue now (ids), given their runs by primary key.
+Chooser = Callable[[Session, Sequence[TaskInstance], Mapping[int, DagRun]], list[int]]
 
 
 class NothingToCompensate(HeadwaterError):  # noqa: N818 - names the situation
@@ -170,13 +172,14 @@ def advance_sagas(
     now: datetime,
     *,
     run_filter: Sequence[Any] = (),
-    free_slots: int = 0,
+    choose: Chooser,
     job_id: int | None = None,
 ) -> SagaStep:
     """One loop step for every ``compensating`` run: schedule the compensations that may
     start (and retries that are due), end runs whose compensations all finished, and queue
-    up to ``free_slots`` scheduled compensations. Takes the write lock only when some run is
-    compensating."""
+    the scheduled compensations ``choose`` picks (the loop's choice for any task: within the
+    executor's free slots, pools and ``max_active_tasks``). Takes the write lock only when
+    some run is compensating."""
     step = SagaStep()
     with session_scope(engine, readonly=True) as session:
         if session.scalar(select(DagRun.id).where(
@@ -188,6 +191,8 @@ def advance_sagas(
             DagRun.state == RunState.COMPENSATING.value, *run_filter)
             .order_by(DagRun.logical_date, DagRun.id)).all()
         step.compensating = len(runs)
+        scheduled: list[TaskInstance] = []  # across runs, oldest run first
+        timeouts: dict[int, float | None] = {}
         for run in runs:
             dag = version(session, run.version_id)
             comp_ids = {c.task_id for c in dag.compensations}
@@ -220,14 +225,21 @@ def advance_sagas(
                                        reason="every compensation succeeded")
                 step.ended += 1
                 continue
-            to_queue = [tis[t] for t, s in states.items() if s == TaskState.SCHEDULED]
-            to_queue = to_queue[:max(free_slots - len(workloads), 0)]
+            by_id = {c.task_id: c for c in dag.compensations}
+            for task_id, state in states.items():
+                if state == TaskState.SCHEDULED:
+                    ti = tis[task_id]
+                    scheduled.append(ti)
+                    limit = by_id[task_id].execution_timeout
+                    timeouts[ti.id] = limit.total_seconds() if limit else None
+        if scheduled:
+            run_by_pk = {run.id: run for run in runs}
+            chosen = set(choose(session, scheduled, run_by_pk))
+            to_queue = [ti for ti in scheduled if ti.id in chosen]
             if to_queue:
-                by_id = {c.task_id: c for c in dag.compensations}
-                timeouts = {ti.id: (t.total_seconds() if (t := by_id[ti.task_id]
-                                                          .execution_timeout) else None)
-                            for ti in to_queue}
                 workloads += commands.queue_task_instances(
-                    session, to_queue, version_id_of={run.id: run.version_id},
+                    session, to_queue,
+                    version_id_of={ti.run_pk: run_by_pk[ti.run_pk].version_id
+                                   for ti in to_queue},
                     timeout_of=timeouts, job_id=job_id, now=now)
     return step

@@ -4,13 +4,22 @@ failed, loudly, when an undo fails; `runs compensate` retries by hand."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from scheduler.core.serialized import SerializedDag
+from scheduler.core.serialized import SerializedDag, SerializedTask
 from scheduler.core.states import RunState, TaskState
+from scheduler.executors.sequential import SequentialExecutor
+from scheduler.loop import Scheduler, trigger_run
+from scheduler.parsing.processor import parse_dags_folder
 from scheduler.sagas import needed, outcome, ready
+from scheduler.store import commands
+from scheduler.store.db import session_scope
+from scheduler.store.models import DagRun
+from scheduler.store.resources import set_pool
 from tests.e2e.procs import hw, hw_json
 
 S, N, F = TaskState.SUCCESS, TaskState.NONE, TaskState.FAILED
@@ -140,3 +149,80 @@ def test_the_order_fulfillment_example_runs_and_compensates(env) -> None:
     states = {t["task_id"]: t["state"] for t in failed["task_instances"]}
     assert states["charge_payment__compensate"] == "success"
     assert states["reserve_inventory__compensate"] == "success"
+
+
+class _Sink(SequentialExecutor):
+    """An executor that takes workloads and runs nothing: the test plays the workers."""
+
+    def free_slots(self) -> int:
+        return 16
+
+    def wait(self, timeout: float, extra=()) -> list:
+        return []
+
+
+def _end_attempt(engine, workload, outcome: TaskState) -> None:
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        commands.start_attempt(session, ti_id=workload.ti_id, claim=workload.claim,
+                               hostname="test", pid=1, log_path="", now=now)
+    with session_scope(engine) as session:
+        commands.finish_attempt(session, ti_id=workload.ti_id, try_number=workload.try_number,
+                                outcome=outcome, task=SerializedTask(task_id=workload.task_id),
+                                xcoms={}, error=None, now=now, no_retry=True)
+
+
+def test_compensations_wait_for_a_slot_of_their_pool(engine, settings, write_dag) -> None:
+    write_dag("refunds.py", """
+        from datetime import datetime
+        from scheduler import DAG
+        from scheduler.operators import PythonOperator
+
+        def noop():
+            pass
+
+        with DAG("refunds", schedule=None, start_date=datetime(2024, 1, 1)):
+            charges = [
+                PythonOperator(task_id=f"charge_{i}", python_callable=noop,
+                               compensate=PythonOperator(task_id=f"refund_{i}",
+                                                         python_callable=noop, pool="payments"))
+                for i in range(3)]
+            charges >> PythonOperator(task_id="ship", python_callable=noop)
+    """)
+    parse_dags_folder(engine, settings)
+    with session_scope(engine) as session:
+        set_pool(session, "payments", 1)  # the payment API takes one call at a time
+        trigger_run(session, dag_id="refunds", now=datetime.now(UTC), run_id="r1")
+    executor = _Sink(settings)
+    loop = Scheduler(settings, engine, executor, parse=False)
+    loop.start()
+    queued: list = []
+
+    def step() -> list:
+        loop._told = True  # as if woken: every part of the step looks
+        loop.step()
+        new, executor._pending = executor._pending, []
+        queued.extend(new)
+        return new
+
+    try:
+        for workload in step():  # the three charges
+            _end_attempt(engine, workload, TaskState.SUCCESS)
+        [ship] = step()
+        _end_attempt(engine, ship, TaskState.FAILED)
+        refunds = step() + step()  # the run fails, then compensates
+        assert len(refunds) == 1, "one slot in the payments pool: one refund at a time"
+        assert step() == []  # the pool is full while it runs
+        _end_attempt(engine, refunds[0], TaskState.SUCCESS)
+        [second] = step()
+        _end_attempt(engine, second, TaskState.SUCCESS)
+        [third] = step()
+        _end_attempt(engine, third, TaskState.SUCCESS)
+        step()
+        assert {w.task_id for w in queued if w.task_id.startswith("refund")} == {
+            "refund_0", "refund_1", "refund_2"}
+    finally:
+        loop.stop()
+    with session_scope(engine, readonly=True) as session:
+        [run] = session.scalars(select(DagRun).where(DagRun.dag_id == "refunds")).all()
+        assert run.state == RunState.COMPENSATED.value
