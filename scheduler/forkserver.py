@@ -220,6 +220,11 @@ class ServedChild:
             self._read(None)
         return self._pid
 
+    @property
+    def started(self) -> bool:
+        """Whether the child has said it started (its first act, before any of its work)."""
+        return self._pid is not None
+
     def wait(self) -> int:
         """The child's exit status (as ``os.waitpid`` gives it), once it has exited. Raises
         :class:`ForkServerGone` if the server died first."""

@@ -487,12 +487,26 @@ def supervise(
         run_values = dict(session.connection().execute(
             select(runs).where(runs.c.id == ti_row.run_pk)).one()._mapping)
 
-    if forks is not None:
-        child: _AttemptChild = forks.spawn(w, ti_row, run_values, log_path)
-    else:
+    if forks is None:
         child = _fork_attempt(partial(_attempt_main, settings, engine, dags),
                               w, ti_row, run_values, log_path)
-    return _watch(w, child, engine, stask, settings, on_recorded, log_path)
+        return _watch(w, child, engine, stask, settings, on_recorded, log_path)
+    for last in (False, True):
+        try:
+            served = forks.spawn(w, ti_row, run_values, log_path)
+            return _watch(w, served, engine, stask, settings, on_recorded, log_path)
+        except _NotStarted as exc:
+            if last:
+                _record_failure(engine, w, stask, f"{exc}, twice")
+                if on_recorded:
+                    on_recorded(TaskState.FAILED)
+                return TaskState.FAILED
+            log.warning("%s; starting another server and the attempt again", exc)
+    raise AssertionError("unreachable")
+
+
+class _NotStarted(ChildProcessError):
+    """An attempt's process was never forked: its fork server died first."""
 
 
 def _attempt_main(settings: Settings, engine: Engine, dags: DagCache, conn: Connection,
@@ -509,6 +523,9 @@ class _AttemptChild(Protocol):
 
     conn: Connection
 
+    @property
+    def started(self) -> bool: ...
+
     def stop(self, grace: float) -> int | None: ...
 
     def wait(self) -> int: ...
@@ -519,6 +536,10 @@ class _ForkedChild:
 
     def __init__(self, pid: int, conn: Connection) -> None:
         self.pid, self.conn = pid, conn
+
+    @property
+    def started(self) -> bool:
+        return True  # forked here, before anything else
 
     def stop(self, grace: float) -> int | None:
         return _stop_child(self.pid, grace)
@@ -674,6 +695,10 @@ def _watch(
         try:
             status = child.wait()
         except ChildProcessError as exc:  # its fork server died: the exit status is lost
+            if reported_at is None and failure is None and not child.started:
+                # The server died with the attempt's pipe in hand, before forking it: the
+                # attempt never ran, so it may be started again.
+                raise _NotStarted(f"the fork server died before starting {w.task_id}") from exc
             log.error("cannot learn how the process of %s ended: %s", w.task_id, exc)
     if reported_at is None:
         if failure is None:

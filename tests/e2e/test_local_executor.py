@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,13 +170,39 @@ def test_attempts_run_their_runs_version_and_a_killed_one_is_recorded(
 
         # Kill the worker's fork server between two attempts: the next one still runs.
         [worker_pid] = executor._pids.values()
-        servers = [int(p) for p in (Path(f"/proc/{worker_pid}/task/{worker_pid}/children")
-                                    .read_text().split())]
-        assert len(servers) == 1
-        os.kill(servers[0], signal.SIGKILL)
+        server = _fork_server_of(worker_pid)
+        os.kill(server, signal.SIGKILL)
+        wait_for(lambda: _state_of(server) == "Z", timeout=10)  # dead, not yet reaped
         third, workloads = _queue_run(engine, "versioned", "third")
         _run_all(executor, [w for w in workloads if w.task_id == "note"])
         assert _attempts(engine, third)["note"] == ("success", None)
         assert (home / "ran").read_text().split() == ["1", "2", "2"]
+
+        # Kill it while it holds an attempt it has not forked yet (stopped, so the worker's
+        # request waits in its pipe): the attempt is started again, in a new server, once.
+        server = _fork_server_of(worker_pid)
+        os.kill(server, signal.SIGSTOP)
+        fourth, workloads = _queue_run(engine, "versioned", "fourth")
+        [note] = [w for w in workloads if w.task_id == "note"]
+        executor.queue_workload(note)
+        wait_for(lambda: _attempts(engine, fourth).get("note", ("",))[0] == "running",
+                 timeout=30)
+        time.sleep(0.2)  # (the request is sent right after the claim)
+        os.kill(server, signal.SIGKILL)
+        _run_all(executor, [])
+        assert _attempts(engine, fourth)["note"] == ("success", None)
+        assert (home / "ran").read_text().split() == ["1", "2", "2", "2"]
     finally:
         executor.stop()
+
+
+def _fork_server_of(worker_pid: int) -> int:
+    [server] = [int(p) for p in (Path(f"/proc/{worker_pid}/task/{worker_pid}/children")
+                                 .read_text().split())]
+    return server
+
+
+def _state_of(pid: int) -> str:
+    """The state letter of a process (R, S, Z...), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
