@@ -234,17 +234,14 @@ def queue_task_instances(
     job_id: int | None,
     now: datetime,
 ) -> list[Workload]:
-    """Move scheduled task instances to ``queued``, starting their next try, and return the
-    workloads to hand to the executor. Each gets a fresh claim token."""
-    workloads = []
-    for ti in tis:
-        set_task_state(session, ti, TaskState.QUEUED, now=now, reason="queued", actor=SCHEDULER)
-        ti.try_number += 1
-        ti.claim = uuid.uuid4().hex
-        ti.queued_at = now
-        ti.queued_by_job_id = job_id
-        workloads.append(_workload(ti, ti.try_number, ti.claim, version_id_of, timeout_of))
-    return workloads
+    """Move scheduled task instances (ORM objects) to ``queued``, starting their next try, and
+    return the workloads to hand to the executor. Each gets a fresh claim token. The rows are
+    written by :func:`queue_locked`; the objects are expired, and re-read when next used."""
+    session.flush()  # (their pending changes first: the ids, a state set just before)
+    rows = [LockedTI(ti.id, ti.run_pk, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state,
+                     ti.try_number, ti.queue) for ti in tis]
+    return queue_locked(session, rows, version_id_of=version_id_of, timeout_of=timeout_of,
+                        job_id=job_id, now=now)
 
 
 class LockedTI(NamedTuple):
