@@ -44,6 +44,13 @@ class TriggerDagRunOperator(BaseOperator):
     (holding its worker slot) and succeeds when the run ends in ``allowed_states``, fails when
     it ends in ``failed_states``. A scheduler must be running to drive the triggered run (``dags
     test`` drives only its own run).
+
+    The run it creates is recorded under the task instance's idempotency key, in the same
+    transaction. A later attempt of the same task instance (after a timeout, a crash of its
+    worker, a failure after the trigger) goes on with that run instead of triggering another;
+    only when that run ended in ``failed_states``, is gone, or has another id than the
+    rendered ``trigger_run_id`` does a later attempt trigger anew. (Clearing the task keeps
+    the record, as it keeps those of ``scheduler.durable.once``.)
     """
 
     template_fields: ClassVar[Sequence[str]] = ("trigger_dag_id", "trigger_run_id",
@@ -93,19 +100,49 @@ class TriggerDagRunOperator(BaseOperator):
             url = session.get_bind().url.render_as_string(hide_password=False)
         now = datetime.now(UTC)
         logical = _as_datetime(self.logical_date, self.task_id) or now
-        run_id = self.trigger_run_id or f"manual__{logical.isoformat()}"
+        record = f"{context['idempotency_key']}:{TRIGGER_RUN_ID_XCOM_KEY}"
         engine = make_engine(url)
         try:
             with session_scope(engine) as session:
-                self._create_run(session, run_id, logical, now,
-                                 actor=f"task {ti.dag_id}.{ti.task_id}")
+                earlier = self._earlier_run(session, record, self.trigger_run_id)
+                if earlier is None:
+                    run_id = self.trigger_run_id or f"manual__{logical.isoformat()}"
+                    self._create_run(session, run_id, logical, now,
+                                     actor=f"task {ti.dag_id}.{ti.task_id}")
+                    _remember(session, record, run_id, ti, now)
+                else:
+                    run_id = earlier
         finally:
             engine.dispose()
-        _wake_scheduler()
-        log.info("triggered run %s of DAG %s", run_id, self.trigger_dag_id)
+        if earlier is None:
+            _wake_scheduler()
+            log.info("triggered run %s of DAG %s", run_id, self.trigger_dag_id)
+        else:
+            log.info("run %s of DAG %s was triggered by an earlier attempt of this task; going "
+                     "on with it, not triggering another", run_id, self.trigger_dag_id)
         ti.xcom_push(TRIGGER_RUN_ID_XCOM_KEY, run_id)
         if self.wait_for_completion:
             self._wait(ti, run_id)
+
+    def _earlier_run(self, session: Any, record: str, wanted: str | None) -> str | None:
+        """The run an earlier attempt of this task instance triggered, if it is one to go on
+        with: still there, not ended in ``failed_states``, and with the run id this attempt
+        asks for (``wanted``, the rendered ``trigger_run_id``), if it asks for one."""
+        from sqlalchemy import select
+
+        from scheduler.store.models import DagRun, IdempotencyRecord
+
+        row = session.get(IdempotencyRecord, record)
+        if row is None or not isinstance(row.result, dict):
+            return None
+        run_id = row.result.get("run_id")
+        if wanted is not None and run_id != wanted:
+            return None
+        state = session.scalar(select(DagRun.state).where(
+            DagRun.dag_id == self.trigger_dag_id, DagRun.run_id == run_id))
+        if state is None or state in self.failed_states:
+            return None
+        return str(run_id)
 
     def _create_run(self, session: Any, run_id: str, logical: datetime, now: datetime,
                     actor: str) -> None:
@@ -152,6 +189,19 @@ class TriggerDagRunOperator(BaseOperator):
             log.info("run %s of DAG %s is %s; checking again in %g s", run_id,
                      self.trigger_dag_id, state, self.poke_interval)
             time.sleep(self.poke_interval)
+
+
+def _remember(session: Any, record: str, run_id: str, ti: Any, now: datetime) -> None:
+    """Record (or replace) the run this task instance triggered, in the transaction that
+    created it: both are stored, or neither."""
+    from scheduler.store.models import IdempotencyRecord
+
+    row = session.get(IdempotencyRecord, record)
+    if row is None:
+        row = IdempotencyRecord(key=record)
+        session.add(row)
+    row.ti_id, row.try_number, row.created_at = ti.id, ti.try_number, now
+    row.result = {"run_id": run_id}
 
 
 def _wake_scheduler() -> None:

@@ -208,3 +208,37 @@ def test_trigger_dagrun_passes_conf_and_waits_for_the_triggered_run(
     assert "refused" in hw(env, "tasks", "logs", "parent", "p", "refused_conf").stdout
     started = datetime.fromisoformat(target_runs["from_p"]["logical_date"])
     assert started.tzinfo is not None and started <= datetime.now(UTC)
+
+
+def test_a_retried_trigger_goes_on_with_the_run_it_triggered(env, write_dag, scheduler) -> None:
+    """The first attempt triggers, then times out while waiting; the retry waits for that
+    same run instead of triggering a second one (a crash of its worker is the same case)."""
+    write_dag("slow.py", """
+        from datetime import datetime
+        from scheduler import DAG
+        from scheduler.operators import BashOperator
+
+        with DAG("slow", schedule=None, start_date=datetime(2024, 1, 1)):
+            BashOperator(task_id="work", bash_command="sleep 2")
+    """)
+    write_dag("impatient.py", """
+        from datetime import datetime, timedelta
+        from scheduler import DAG
+        from scheduler.operators import TriggerDagRunOperator
+
+        with DAG("impatient", schedule=None, start_date=datetime(2024, 1, 1)):
+            TriggerDagRunOperator(task_id="fire", trigger_dag_id="slow",
+                                  wait_for_completion=True, poke_interval=0.2,
+                                  execution_timeout=timedelta(seconds=1.5), retries=3,
+                                  retry_delay=timedelta(0))
+    """)
+    wait_parsed(env, "slow", "impatient")
+    hw(env, "dags", "trigger", "impatient", "--run-id", "i")
+    assert wait_finished(env, "impatient", "i", scheduler) == "success"
+    fire = ti_states(env, "impatient", "i")["fire"]
+    assert fire["try_number"] > 1  # the first attempt timed out
+    [run] = runs_of(env, "slow")
+    assert run["state"] == "success"
+    assert hw(env, "xcom", "get", "impatient", "i", "fire", "--key",
+              "trigger_run_id").stdout.strip() == json.dumps(run["run_id"])
+    assert "not triggering another" in hw(env, "tasks", "logs", "impatient", "i", "fire").stdout
