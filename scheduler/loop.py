@@ -43,6 +43,7 @@ from scheduler.core.serialized import SerializedDag, SerializedTask
 from scheduler.core.states import FINISHED_TASK_STATES, RunState, TaskState
 from scheduler.core.timetable import DataInterval
 from scheduler.executors.base import Executor, ExecutorEvent
+from scheduler.forkserver import fork_running
 from scheduler.signals import deliver_due, next_timeout
 from scheduler.store import commands
 from scheduler.store import dags as dag_store
@@ -264,16 +265,12 @@ class Scheduler:
     def _start_processor(self) -> None:
         parent, child = Pipe(duplex=True)
         parent_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                parent.close()
-                _processor_main(child, self.settings, parent_pid)
-            except BaseException:  # noqa: BLE001
-                code = 1
-            finally:
-                os._exit(code)
+
+        def processor() -> None:
+            parent.close()
+            _processor_main(child, self.settings, parent_pid)
+
+        pid = fork_running(processor)
         child.close()
         self._processor = (pid, parent)
 

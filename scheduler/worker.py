@@ -734,24 +734,19 @@ def _run_dag_callback(w: Workload, settings: Settings, engine: Engine, dags: Dag
     log_path = Path(settings.base_log_folder).joinpath(
         *[p.replace("/", "_").replace("..", "_") for p in safe], "dag_callback.log")
     gc.freeze()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            engine.dispose(close=False)
-            _setup_task_logging(log_path)
-            logging.getLogger("headwater.task").info("running the DAG's %s callback", w.callback)
-            context = {"dag": loaded.dag, "dag_run": run, "run_id": run.run_id,
-                       "logical_date": run.logical_date,
-                       "ds": run.logical_date.strftime("%Y-%m-%d"),
-                       "reason": "success" if w.callback == "on_success" else "failed",
-                       "params": dict(run.conf or {})}
-            _run_callbacks(callbacks, context)
-        except BaseException:  # noqa: BLE001
-            code = 1
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+
+    def callback() -> None:  # the callback's own process
+        engine.dispose(close=False)
+        _setup_task_logging(log_path)
+        logging.getLogger("headwater.task").info("running the DAG's %s callback", w.callback)
+        context = {"dag": loaded.dag, "dag_run": run, "run_id": run.run_id,
+                   "logical_date": run.logical_date,
+                   "ds": run.logical_date.strftime("%Y-%m-%d"),
+                   "reason": "success" if w.callback == "on_success" else "failed",
+                   "params": dict(run.conf or {})}
+        _run_callbacks(callbacks, context)
+
+    pid = fork_running(callback)
     deadline = time.monotonic() + CALLBACK_TIMEOUT
     while time.monotonic() < deadline:
         done, _ = os.waitpid(pid, os.WNOHANG)

@@ -21,6 +21,7 @@ from typing import Any
 
 from scheduler.config import Settings
 from scheduler.executors.base import Executor, ExecutorEvent
+from scheduler.forkserver import fork_running
 from scheduler.store.commands import Workload
 
 log = logging.getLogger("headwater.executor")
@@ -103,16 +104,12 @@ class LocalExecutor(Executor):
         parent_conn, child_conn = Pipe(duplex=True)
         parent_pid = os.getpid()
         gc.freeze()  # keep the child from copying our heap when it collects
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                parent_conn.close()
-                _worker_main(child_conn, self.settings, parent_pid)
-            except BaseException:  # noqa: BLE001
-                code = 1
-            finally:
-                os._exit(code)
+
+        def worker() -> None:
+            parent_conn.close()
+            _worker_main(child_conn, self.settings, parent_pid)
+
+        pid = fork_running(worker)
         child_conn.close()
         self._pids[parent_conn] = pid
         self._idle.append(parent_conn)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from scheduler.errors import DagDefinitionError
+from scheduler.forkserver import fork_running
 
 
 @dataclass
@@ -186,22 +187,18 @@ def _fork_child(extra_paths: Sequence[str], siblings: Iterable[Connection]) -> _
     the new child closes its copies, or a sibling would never see its pipe close."""
     parent_end, child_end = Pipe(duplex=True)
     gc.freeze()  # keep the child from copying our heap when it collects
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 0
-        try:
-            parent_end.close()
-            for conn in siblings:
-                conn.close()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            _child_main(child_end, extra_paths)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
+
+    def child() -> None:
+        parent_end.close()
+        for conn in siblings:
+            conn.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        _child_main(child_end, extra_paths)
+
+    pid = fork_running(child)
     child_end.close()
     return _Child(pid, parent_end)
 
